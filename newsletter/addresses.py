@@ -1,0 +1,61 @@
+"""Strict e-mail address checks, written out because the standard parsers are too lenient.
+
+`email.utils.parseaddr` / `getaddresses` accept `alice@example.org)<bob@example.org>` as two addresses on this
+Python (CVE-2023-27043), so subscriber addresses are checked against the plain dot-atom form instead: that is what
+every real mailbox uses, and anything stranger is reported rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+
+from .errors import ConfigError, ContentError
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_NAME_ADDR = re.compile(r"^\s*(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$")
+
+
+def address_problem(addr: str) -> str | None:
+    """Why `addr` is not a usable mailbox (`None` when it is)."""
+    if not addr:
+        return "empty address"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in addr):
+        return f"invalid address {addr!r}: contains white space or a control character"
+    local, at, domain = addr.rpartition("@")
+    if not at or not local or not domain:
+        return f"invalid address {addr!r}: expected name@domain"
+    if len(local) > 64 or not _LOCAL.match(local):
+        return f"invalid address {addr!r}: bad local part"
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return f"invalid address {addr!r}: bad domain"
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or len(ascii_domain) > 253 or not all(_LABEL.match(label) for label in labels):
+        return f"invalid address {addr!r}: bad domain"
+    return None
+
+
+def parse_mailbox(value: str, key: str, source: str = "configuration") -> Address:
+    """Parse a setting such as `Name <a@b.org>` or `a@b.org` into an Address, or raise ConfigError naming `key`."""
+    match = _NAME_ADDR.match(value)
+    name, addr = (match["name"].strip('"'), match["addr"].strip()) if match else ("", value.strip())
+    problem = address_problem(addr)
+    if problem is None and any(ch in name for ch in "\r\n"):
+        problem = "display name contains a line break"
+    if problem:
+        raise ConfigError(f"{key}: {problem}", source)
+    local, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def normalise_address(addr: str, line: int | None = None, path: str | None = None) -> str:
+    """Return `addr` stripped, or raise ContentError with the file and line it came from."""
+    addr = addr.strip()
+    problem = address_problem(addr)
+    if problem:
+        raise ContentError(problem, path, line)
+    return addr

@@ -1,0 +1,126 @@
+"""Settings: publication-wide ones from newsletter.toml, machine ones and secrets from the environment / .env.
+
+The real environment wins over `.env`, as python-dotenv's users expect; `.env` is read without touching
+`os.environ`, so a secret from it never leaks into child processes or later tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .addresses import parse_mailbox
+from .errors import ConfigError
+from .model import Publication
+
+CONFIG_FILE = "newsletter.toml"
+SECURITY_MODES = ("starttls", "ssl", "none")
+_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret", "sender"}
+
+
+def load_environment(root: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Merge `.env` in `root` (default: the working directory) under the real environment."""
+    env_file = (root or Path.cwd()) / ".env"
+    values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def load_publication(root: Path | None = None, env: Mapping[str, str] | None = None) -> Publication:
+    """Read `[publication]` from newsletter.toml (all keys optional: the defaults are the sample's)."""
+    root = root or Path.cwd()
+    env = load_environment(root) if env is None else env
+    path = root / CONFIG_FILE
+    settings: dict[str, object] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"not valid TOML: {exc}", path) from None
+        section = data.get("publication", {})
+        for key, value in section.items():
+            name = "sender" if key == "from" else key
+            if name not in _PUBLICATION_KEYS | {"sender"}:
+                raise ConfigError(f"unknown setting [publication] {key}", path)
+            if not isinstance(value, str):
+                raise ConfigError(f"[publication] {key} must be a string", path)
+            settings[name] = value
+    if env.get("NEWSLETTER_FROM"):
+        settings["sender"] = env["NEWSLETTER_FROM"]
+    if env.get("NEWSLETTER_REPLY_TO"):
+        settings["reply_to"] = env["NEWSLETTER_REPLY_TO"]
+    settings["unsubscribe_secret"] = env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")
+    publication = Publication(**settings, source=path if path.is_file() else None)  # type: ignore[arg-type]
+    _check_publication(publication, str(path))
+    return publication
+
+
+def _check_publication(publication: Publication, source: str) -> None:
+    """Fail early, naming the key, on settings that would only break at send time."""
+    parse_mailbox(publication.sender, "NEWSLETTER_FROM / [publication] from", source)
+    if publication.reply_to:
+        parse_mailbox(publication.reply_to, "NEWSLETTER_REPLY_TO / [publication] reply_to", source)
+    if not publication.unsubscribe_url.startswith("https://"):
+        raise ConfigError("[publication] unsubscribe_url must be an https:// URL", source)
+    if not publication.disclaimer.strip():
+        raise ConfigError("[publication] disclaimer must not be empty: every edition carries it", source)
+    if not publication.copyright.strip():
+        raise ConfigError("[publication] copyright must not be empty: every edition carries it", source)
+    for key in ("name", "list_id", "unsubscribe_url", "unsubscribe_mailto"):
+        if any(ch in getattr(publication, key) for ch in "\r\n"):
+            raise ConfigError(f"[publication] {key} contains a line break", source)
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    """Where and how to connect; the password is kept out of repr so it never reaches a log or traceback."""
+
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 30.0
+    ca_file: str = ""
+
+
+def load_smtp_settings(env: Mapping[str, str]) -> SMTPSettings | None:
+    """SMTP settings from the environment, or None when SMTP_HOST is unset (the file backend is then in use)."""
+    host = env.get("SMTP_HOST", "").strip()
+    if not host:
+        return None
+    security = env.get("SMTP_SECURITY", "starttls").strip().lower() or "starttls"
+    if security not in SECURITY_MODES:
+        raise ConfigError(f"SMTP_SECURITY: unknown mode {security!r} (use one of {', '.join(SECURITY_MODES)})")
+    default_port = {"starttls": 587, "ssl": 465, "none": 25}[security]
+    port = _number(env, "SMTP_PORT", default_port, int)
+    if not 0 < port < 65536:
+        raise ConfigError(f"SMTP_PORT: {port} is not a port number (1-65535)")
+    timeout = _number(env, "SMTP_TIMEOUT", 30.0, float)
+    if timeout <= 0:
+        raise ConfigError("SMTP_TIMEOUT: must be a positive number of seconds")
+    ca_file = env.get("SMTP_CA_FILE", "").strip()
+    if ca_file and not Path(ca_file).is_file():
+        raise ConfigError(f"SMTP_CA_FILE: no such file {ca_file}")
+    username = env.get("SMTP_USERNAME", "").strip()
+    password = env.get("SMTP_PASSWORD", "")
+    if username and not password:
+        raise ConfigError("SMTP_PASSWORD: must be set when SMTP_USERNAME is")
+    return SMTPSettings(host, port, security, username, password, timeout, ca_file)
+
+
+def _number(env: Mapping[str, str], key: str, default, kind):
+    """Read a numeric setting, naming the key (and never echoing other settings) when it is malformed."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{key}: {raw!r} is not a number") from None

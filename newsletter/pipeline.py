@@ -1,0 +1,113 @@
+"""The library API: load -> render -> inline -> verify -> compose, and the file outputs of build and export.
+
+The CLI calls these functions and nothing else of the core; a Python user can call them directly. Each raises a
+`NewsletterError` on bad input and writes nothing until every check has passed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .addresses import parse_mailbox
+from .compose import ComposedMessage, MessageFactory
+from .config import load_publication
+from .errors import CheckFailed
+from .inline import inline_css
+from .load import load_edition
+from .model import Publication, Recipient, RenderedEdition
+from .recipients import RecipientList, load_recipients, load_suppressed
+from .render import render_edition
+from .verify import check_rendered
+from .writer import atomic_write, safe_join, write_files
+
+BUILD_DIR = "build"
+MANIFEST = "manifest.csv"
+
+
+def render_checked(
+    edition: str | Path,
+    root: Path | None = None,
+    extra_fields: tuple[str, ...] = (),
+    publication: Publication | None = None,
+) -> RenderedEdition:
+    """Load, render and inline an edition, then run every check; raises CheckFailed listing all problems."""
+    root = root or Path.cwd()
+    publication = publication or load_publication(root)
+    loaded = load_edition(edition, root)
+    rendered = render_edition(loaded, publication, root, extra_fields)
+    inlined = replace(rendered, html=inline_css(rendered.html))
+    problems = check_rendered(inlined)
+    if problems:
+        raise CheckFailed(problems, loaded.folder)
+    return inlined
+
+
+def test_recipient(publication: Publication) -> Recipient:
+    """The placeholder recipient that `build` addresses its .eml to (`test_recipient` in newsletter.toml)."""
+    address = parse_mailbox(publication.test_recipient, "[publication] test_recipient", str(publication.source))
+    return Recipient(email=address.addr_spec, name=address.display_name)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    files: list[Path]
+    message: ComposedMessage
+    html_bytes: int
+
+
+def build_edition(edition: str | Path, out: Path | None = None, root: Path | None = None) -> BuildResult:
+    """Write email.html, email.txt and email.eml for the test recipient into `out` (build/<edition>/)."""
+    root = root or Path.cwd()
+    rendered = render_checked(edition, root)
+    factory = MessageFactory(rendered)
+    recipient = test_recipient(rendered.publication)
+    text, html = factory.personalise(recipient)
+    message = factory.compose(recipient)
+    out = out or safe_join(root / BUILD_DIR, rendered.edition.name)
+    files = write_files(out, {"email.html": html, "email.txt": text, "email.eml": message.data})
+    return BuildResult(out, files, message, len(html.encode("utf-8")))
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    written: int
+    problems: list[str] = field(default_factory=list)
+
+
+def prepare_for_recipients(
+    edition: str | Path, recipients_csv: Path, root: Path | None = None, subject_prefix: str = ""
+) -> tuple[MessageFactory, RecipientList]:
+    """Read the recipients, then render the edition once with their CSV columns available to templates."""
+    root = root or Path.cwd()
+    publication = load_publication(root)
+    suppression = root / publication.suppression_file if publication.suppression_file else None
+    recipients = load_recipients(recipients_csv, load_suppressed(suppression))
+    rendered = render_checked(edition, root, recipients.columns, publication)
+    return MessageFactory(rendered, subject_prefix), recipients
+
+
+def export_file_name(index: int, email: str) -> str:
+    """`00001-alice@example.org.eml`: sortable, readable, and made only of characters safe in any file system."""
+    return f"{index:05d}-{re.sub(r'[^A-Za-z0-9._@+-]', '_', email)[:100]}.eml"
+
+
+def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: Path | None = None) -> ExportResult:
+    """The dry run: one .eml per valid recipient plus manifest.csv. Imports nothing that can open a socket."""
+    factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
+    manifest = io.StringIO()
+    writer = csv.writer(manifest, lineterminator="\n")
+    writer.writerow(["recipient", "file", "message_id"])
+    out.mkdir(parents=True, exist_ok=True)
+    for index, recipient in enumerate(recipients.recipients, start=1):
+        message = factory.compose(recipient)
+        name = export_file_name(index, recipient.email)
+        atomic_write(safe_join(out, name), message.data, durable=False)
+        writer.writerow([recipient.email, name, message.message_id])
+    atomic_write(safe_join(out, MANIFEST), manifest.getvalue())
+    return ExportResult(out, len(recipients.recipients), recipients.problems)

@@ -1,0 +1,90 @@
+"""Recipients: the subscriber CSV (an `email` column, optional `name` and any others) and the suppression list.
+
+Bad rows are reported with their line number and skipped, so one typo does not block a whole edition; an address
+that differs from an earlier one only in case is the same mailbox in practice, and is kept once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .addresses import address_problem
+from .errors import ContentError
+from .headers import check_header_value
+from .load import read_text
+from .model import Recipient
+
+
+@dataclass
+class RecipientList:
+    """The valid recipients in file order, the extra columns templates may use, and what was skipped and why."""
+
+    path: Path
+    recipients: list[Recipient] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
+
+
+def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> RecipientList:
+    """Read and validate a recipients CSV; raises ContentError only when the file as a whole is unusable."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise ContentError("recipients file is empty (expected a header row with an 'email' column)", path, 1)
+    columns = [c.strip().lower() for c in header]
+    if "email" not in columns:
+        raise ContentError(f"no 'email' column in the header row (found: {', '.join(header) or 'nothing'})", path, 1)
+    if len(set(columns)) != len(columns):
+        raise ContentError("duplicate column names in the header row", path, 1)
+    result = RecipientList(path, columns=tuple(c for c in columns if c not in ("email", "name")))
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        values = dict(zip(columns, (cell.strip() for cell in row)))
+        problem = _row_problem(values, row, columns, seen)
+        if problem is None and values["email"].lower() in suppressed:
+            problem = "unsubscribed (in the suppression list), skipped"
+        if problem:
+            result.problems.append(f"{path}:{line}: {problem}")
+            continue
+        email = values.pop("email")
+        seen[email.lower()] = line
+        name = values.pop("name", "")
+        result.recipients.append(Recipient(email=email, name=name, fields=values, line=line))
+    return result
+
+
+def _row_problem(values: dict[str, str], row: list[str], columns: list[str], seen: dict[str, int]) -> str | None:
+    if len(row) > len(columns):
+        return f"{len(row)} fields but the header names {len(columns)}"
+    email = values.get("email", "")
+    problem = address_problem(email)
+    if problem:
+        return problem
+    if email.lower() in seen:
+        return f"duplicate of line {seen[email.lower()]} ({email}), sent once"
+    try:
+        check_header_value("name", values.get("name", ""))
+    except ContentError as exc:
+        return exc.message
+    return None
+
+
+def load_suppressed(path: Path | None) -> frozenset[str]:
+    """Addresses never to send to: a CSV with an `email` column, or one address per line."""
+    if path is None:
+        return frozenset()
+    text = read_text(path)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if lines and "@" not in lines[0]:
+        rows = csv.DictReader(io.StringIO(text))
+        key = next((c for c in rows.fieldnames or [] if c.strip().lower() == "email"), None)
+        if key is None:
+            raise ContentError("suppression file has no 'email' column", path, 1)
+        return frozenset(row[key].strip().lower() for row in rows if row.get(key))
+    return frozenset(line.lower() for line in lines)

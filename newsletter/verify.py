@@ -1,0 +1,138 @@
+"""Stage 4, verify: the checks no edition may go out without passing, whichever template or article caused it.
+
+They run on what subscribers will get (the inlined HTML as visible text, and the text part), not on the sources,
+so a theme override that drops the footer is caught as surely as an article that breaks the layout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+from .model import RenderedEdition
+from .render import placeholder
+
+GMAIL_CLIP_BYTES = 102 * 1024
+MAX_HTML_BYTES = 100 * 1024
+MAX_TEXT_LINE = 78
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none", re.I)
+_URL = re.compile(r"(https?://|mailto:)\S+")
+
+
+@dataclass
+class HtmlFacts:
+    """What the checks need to know about an HTML document, gathered in one pass."""
+
+    visible_text: list[str] = field(default_factory=list)
+    images_without_alt: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)
+    tables_without_role: int = 0
+    has_lang: bool = False
+
+
+class _FactFinder(HTMLParser):
+    """One pass over the document: visible text (skipping head, style, script and hidden elements) and facts."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.facts = HtmlFacts()
+        self._stack: list[bool] = []  # per open element: is it hiding its content?
+
+    def _hidden(self) -> bool:
+        return any(self._stack)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self._facts_of(tag, values)
+        if tag in _VOID:
+            return
+        hides = (
+            tag in {"head", "style", "script", "title", "template"}
+            or values.get("aria-hidden") == "true"
+            or bool(_HIDDEN_STYLE.search(values.get("style", "")))
+            or "hidden" in values
+        )
+        self._stack.append(hides)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in _VOID and self._stack:
+            self._stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden():
+            self.facts.visible_text.append(data)
+
+    def _facts_of(self, tag: str, values: dict[str, str]) -> None:
+        if tag == "html" and values.get("lang"):
+            self.facts.has_lang = True
+        if tag == "img" and "alt" not in values:
+            self.facts.images_without_alt.append(values.get("src", "?"))
+        if tag == "table" and not values.get("role"):
+            self.facts.tables_without_role += 1
+        if tag in {"script", "iframe", "object", "embed", "form"}:
+            self.facts.unsafe.append(f"<{tag}> element")
+        for name, value in values.items():
+            if name.startswith("on"):
+                self.facts.unsafe.append(f"event handler {name} on <{tag}>")
+            if name in {"href", "src", "action"} and value.strip().lower().startswith(("javascript:", "vbscript:")):
+                self.facts.unsafe.append(f"{value.split(':')[0]}: URL in <{tag} {name}>")
+
+
+def html_facts(html: str) -> HtmlFacts:
+    finder = _FactFinder()
+    finder.feed(html)
+    finder.close()
+    return finder.facts
+
+
+def normalise(text: str) -> str:
+    """Fold white space (including NBSP) and case so wrapped or reflowed text still matches."""
+    return " ".join(text.replace("\u00a0", " ").split()).casefold()
+
+
+def check_rendered(rendered: RenderedEdition) -> list[str]:
+    """Every problem with a rendered, inlined edition, one line each; an empty list means it may go out."""
+    facts = html_facts(rendered.html)
+    visible_html = normalise(" ".join(facts.visible_text))
+    text = normalise(rendered.text)
+    publication = rendered.publication
+    problems: list[str] = []
+    required = {
+        "disclaimer": publication.disclaimer,
+        "copyright line": publication.copyright,
+        "postal address": publication.postal_address,
+    }
+    required.update({f"title of {a.path.name}": a.title for a in rendered.edition.articles})
+    for what, value in required.items():
+        for part, content in (("HTML part", visible_html), ("text part", text)):
+            if normalise(value) not in content:
+                problems.append(f"{part} lacks the {what}: {value[:60]!r}")
+    unsubscribe = placeholder(rendered.recipient_fields.index("unsubscribe_url"))
+    for part, content in (("HTML part", rendered.html), ("text part", rendered.text)):
+        if unsubscribe not in content:
+            problems.append(f"{part} lacks the unsubscribe link (recipient.unsubscribe_url)")
+    size = len(rendered.html.encode("utf-8"))
+    if size > MAX_HTML_BYTES:
+        problems.append(
+            f"HTML part is {size / 1024:.0f} KB; Gmail clips messages over about {GMAIL_CLIP_BYTES // 1024} KB and "
+            f"hides the footer and disclaimer: keep it under {MAX_HTML_BYTES // 1024} KB (shorten or split articles)"
+        )
+    problems += [f"image without alt text: {src}" for src in facts.images_without_alt]
+    problems += [f"unsafe HTML: {what}" for what in facts.unsafe]
+    if not facts.has_lang:
+        problems.append("HTML part has no lang attribute on <html>")
+    if facts.tables_without_role:
+        problems.append(f"{facts.tables_without_role} table(s) without a role (use role=\"presentation\" for layout)")
+    problems += _long_text_lines(rendered.text)
+    return problems
+
+
+def _long_text_lines(text: str) -> list[str]:
+    """Text lines over 78 characters wrap badly in mail readers; lines carrying a URL are allowed."""
+    return [
+        f"text part line {number} is {len(line)} characters (at most {MAX_TEXT_LINE}): {line[:40]!r}..."
+        for number, line in enumerate(text.splitlines(), start=1)
+        if len(line) > MAX_TEXT_LINE and not _URL.search(line)
+    ]
