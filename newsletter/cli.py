@@ -25,7 +25,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     result = build_edition(args.edition, args.out)
     for path in result.files:
         print(f"wrote {_shown(path)}")
-    print(f"HTML part {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB); Message-ID {result.message.message_id}")
+    print(
+        f"HTML part {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB); Message-ID {result.message.message_id}"
+    )
     return 0
 
 
@@ -49,8 +51,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(path: Path) -> str:
+def _shown(path: Path | None) -> str:
     """Paths relative to the working directory where possible: shorter, and what the user typed."""
+    if path is None:
+        return "newsletter"
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -93,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except CheckFailed as failed:
         for problem in failed.problems:
-            print(f"newsletter: {failed.path}: {problem}", file=sys.stderr)
+            print(f"newsletter: {_shown(failed.path)}: {problem}", file=sys.stderr)
         return 1
     except NewsletterError as error:
-        print(f"newsletter: {error}", file=sys.stderr)
+        print(f"newsletter: {error.describe(_shown)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("newsletter: interrupted", file=sys.stderr)

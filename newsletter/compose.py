@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import html
+import re
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -42,7 +43,8 @@ class ComposedMessage:
 def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
     """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
     digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{email.lower()}".encode()).hexdigest()[:32]
-    return f"<{digest}.{edition_name[:40]}@{domain}>"
+    label = re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
+    return f"<{digest}.{label}@{domain}>"
 
 
 def unsubscribe_token(secret: str, list_id: str, email: str) -> str:
@@ -101,10 +103,12 @@ class MessageFactory:
         check_header_value("sender", publication.sender, publication.source)
         self._fields = rendered.recipient_fields
         self._boundary = "==" + hashlib.sha256(rendered.html.encode()).hexdigest()[:24] + "=="
-        self._common_headers = self._edition_headers(now or dt.datetime.now(dt.timezone.utc))
+        self._common_headers = self._edition_headers(now or dt.datetime.now(dt.UTC))
         self._text = _Body(rendered.text, self._fields, escape=False)
         self._html = _Body(rendered.html, self._fields, escape=True)
-        self._part_head = "Content-Type: text/{}; charset=\"utf-8\"" + EOL + "Content-Transfer-Encoding: quoted-printable" + EOL * 2
+        self._part_head = (
+            'Content-Type: text/{}; charset="utf-8"' + EOL + "Content-Transfer-Encoding: quoted-printable" + EOL * 2
+        )
 
     def _edition_headers(self, now: dt.datetime) -> bytes:
         """Headers shared by every recipient, serialised once by the `email` package."""
@@ -150,7 +154,9 @@ class MessageFactory:
         own["To"] = Address(display_name=recipient.name, username=local, domain=domain)
         own["Message-ID"] = message_id
         unsubscribe_url = values[self._fields.index("unsubscribe_url")]
-        mailto = f"mailto:{publication.unsubscribe_mailto}?subject=unsubscribe" if publication.unsubscribe_mailto else ""
+        mailto = (
+            f"mailto:{publication.unsubscribe_mailto}?subject=unsubscribe" if publication.unsubscribe_mailto else ""
+        )
         own["List-Unsubscribe"] = f"<{unsubscribe_url}>" + (f", <{mailto}>" if mailto else "")
         body = EOL.join(
             [

@@ -6,6 +6,7 @@ any of them into a single line (`file:line: problem`) without knowing which stag
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -19,9 +20,13 @@ class NewsletterError(Exception):
         self.line = line
 
     def __str__(self) -> str:
+        return self.describe(str)
+
+    def describe(self, show_path: Callable[[Path], str]) -> str:
+        """`file:line: message`, with the path shown as `show_path` renders it (the CLI makes it relative)."""
         if self.path is None:
             return self.message
-        where = str(self.path) if self.line is None else f"{self.path}:{self.line}"
+        where = show_path(self.path) if self.line is None else f"{show_path(self.path)}:{self.line}"
         return f"{where}: {self.message}"
 
 

@@ -30,7 +30,9 @@ CHROME = {
 _BULLET = re.compile(r"^\s*[•●▪◦\-*–]\s+")
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+")
 _COPYRIGHT = re.compile(r"^(all (materials|content) )?(copyright|©|\(c\))|all rights reserved\.?$", re.I)
-_DROP_TAGS = {"nav", "script", "style", "header", "footer", "aside", "form", "noscript", "iframe", "svg", "button"}
+# Page furniture, and <time> (the date goes into the front matter and the template's byline).
+_DROP_TAGS = {"nav", "script", "style", "header", "footer", "aside", "form", "noscript", "iframe", "svg", "button",
+              "time"}  # fmt: skip
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -43,8 +45,9 @@ class ImportedArticle:
     date: dt.date | None = None
 
 
-def import_article(source: Path, publication: Publication, into: str | Path | None = None,
-                   root: Path | None = None) -> Path:
+def import_article(
+    source: Path, publication: Publication, into: str | Path | None = None, root: Path | None = None
+) -> Path:
     """Import `source` into an edition (created when missing, subject from the title); returns the article path."""
     root = root or Path.cwd()
     article = parse_source(source, publication)
@@ -118,7 +121,8 @@ def _text_block(block: str) -> str:
 def escape_markdown(text: str) -> str:
     """Escape what would turn plain prose into Markdown syntax (emphasis, links, headings, list markers)."""
     text = re.sub(r"([\\`*_\[\]<>|])", r"\\\1", text)
-    return re.sub(r"^(#|>|[-+*]\s|\d+[.)]\s)", r"\\\1", text)
+    text = re.sub(r"^(\d+)([.)]\s)", r"\1\\\2", text)
+    return re.sub(r"^(#|>|[-+]\s)", r"\\\1", text)
 
 
 def _from_markdown(text: str, source: Path) -> ImportedArticle:
@@ -214,7 +218,6 @@ def _from_html(text: str, source: Path, publication: Publication) -> ImportedArt
     converter.body_width = 0
     converter.unicode_snob = True
     converter.ul_item_mark = "-"
-    converter.protect_links = True
     blocks = [b for b in re.split(r"\n\s*\n", converter.handle(fragment)) if b.strip()]
     body = "\n\n".join(b.strip("\n") for b in blocks if not _is_boilerplate(b, publication))
     canonical = meta.get("canonical_url") or meta.get("og:url", "")

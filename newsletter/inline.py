@@ -20,9 +20,10 @@ cssutils.log.setLevel(logging.CRITICAL)
 
 
 def inline_css(html: str) -> str:
-    """Return `html` with its stylesheet inlined; never fetches anything from the network."""
+    """Return `html` with its stylesheet inlined, ending in a newline as a MIME text body should; never fetches
+    anything from the network."""
     try:
-        return Premailer(
+        inlined = Premailer(
             html,
             strip_important=False,
             allow_network=False,
@@ -35,3 +36,4 @@ def inline_css(html: str) -> str:
         ).transform(pretty_print=False)
     except Exception as exc:  # premailer raises bare lxml/cssutils errors; name the stage instead
         raise ContentError(f"could not inline the template's CSS: {exc}") from None
+    return inlined if inlined.endswith("\n") else inlined + "\n"

@@ -46,8 +46,9 @@ def parse_toml(text: str, path: Path, line_offset: int = 0) -> dict:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
-        line = int(match[1]) + line_offset if match else None
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        line = int(match[1]) if match else len(text.rstrip("\n").split("\n"))  # "at end of document"
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        line += line_offset
         raise ContentError(f"malformed TOML: {message}", path, line) from None
 
 

@@ -45,7 +45,7 @@ def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> Rec
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
-        values = dict(zip(columns, (cell.strip() for cell in row)))
+        values = dict(zip(columns, (cell.strip() for cell in row), strict=False))  # short rows: missing cells
         problem = _row_problem(values, row, columns, seen)
         if problem is None and values["email"].lower() in suppressed:
             problem = "unsubscribed (in the suppression list), skipped"

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from .errors import HeaderInjectionError
+from .headers import check_header_value
 from .model import RenderedEdition
 from .render import placeholder
 
@@ -98,7 +100,7 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
     visible_html = normalise(" ".join(facts.visible_text))
     text = normalise(rendered.text)
     publication = rendered.publication
-    problems: list[str] = []
+    problems = _header_problems(rendered)
     required = {
         "disclaimer": publication.disclaimer,
         "copyright line": publication.copyright,
@@ -124,8 +126,21 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
     if not facts.has_lang:
         problems.append("HTML part has no lang attribute on <html>")
     if facts.tables_without_role:
-        problems.append(f"{facts.tables_without_role} table(s) without a role (use role=\"presentation\" for layout)")
+        problems.append(f'{facts.tables_without_role} table(s) without a role (use role="presentation" for layout)')
     problems += _long_text_lines(rendered.text)
+    return problems
+
+
+def _header_problems(rendered: RenderedEdition) -> list[str]:
+    """Values bound for headers (the subject; titles, which users copy into subjects) must not inject lines."""
+    values = [("subject", rendered.edition.subject, rendered.edition.folder / "issue.toml")]
+    values += [("title", a.title, a.path) for a in rendered.edition.articles]
+    problems = []
+    for what, value, path in values:
+        try:
+            check_header_value(what, value, path)
+        except HeaderInjectionError as error:
+            problems.append(str(error))
     return problems
 
 

@@ -1,0 +1,337 @@
+"""The command line end to end: build, check, export and import as a user runs them, and every kind of bad
+input answered with one line naming the file, exit 1, no traceback, and the previous output untouched."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import DATA, REPO, SAMPLE_EDITION, parse_message, parts
+
+from newsletter.cli import _parser
+
+EDITION = Path("issues") / SAMPLE_EDITION
+ARTICLE = EDITION / "is-physical-therapy-worth-it-for-back-pain.md"
+
+
+def test_every_command_has_help(cli) -> None:
+    commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"build", "check", "export", "import"} <= set(commands)
+    for name in commands:
+        result = cli(name, "--help")
+        assert result.code == 0
+        assert "usage: newsletter " + name in result.out
+        assert commands[name].description
+
+
+def test_build_writes_three_files_that_agree(project: Path, cli) -> None:
+    result = cli("build", SAMPLE_EDITION)
+    assert result.code == 0, result.err
+    out = project / "build" / SAMPLE_EDITION
+    assert sorted(p.name for p in out.iterdir()) == ["email.eml", "email.html", "email.txt"]
+    assert "wrote build/back-pain/email.eml" in result.out
+    message = parse_message((out / "email.eml").read_bytes())
+    text, html = parts(message)
+    assert text.replace("\r\n", "\n") == (out / "email.txt").read_text(encoding="utf-8")
+    assert html.replace("\r\n", "\n") == (out / "email.html").read_text(encoding="utf-8")
+    assert message["To"].addresses[0].addr_spec == "test@example.org"
+    assert "XNLF" not in text + html
+    assert not list(out.glob(".*tmp"))
+
+
+def test_build_out_option_and_edition_as_folder(project: Path, cli, tmp_path: Path) -> None:
+    result = cli("build", project / "issues" / "cafe-news", "--out", tmp_path / "elsewhere")
+    assert result.code == 0, result.err
+    message = parse_message((tmp_path / "elsewhere" / "email.eml").read_bytes())
+    assert message["Subject"] == "Café news: naïve questions, expert answers"
+
+
+def test_check_passes_quietly_and_writes_nothing(project: Path, cli) -> None:
+    result = cli("check", "spring-clinic")
+    assert result.code == 0, result.err
+    assert "all checks passed" in result.out
+    assert not (project / "build").exists()
+
+
+def test_check_reports_one_line_per_problem(project: Path, cli) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "email.html").write_text(
+        '<html><body><img src="x.png"><a href="javascript:alert(1)">x</a>{{ recipient.unsubscribe_url }}</body></html>'
+    )
+    result = cli("check", SAMPLE_EDITION)
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert all(line.startswith(f"newsletter: {EDITION}: ") for line in lines)
+    for expected in ("HTML part lacks the disclaimer", "HTML part lacks the copyright line",
+                     "image without alt text: x.png", "unsafe HTML: javascript: URL", "no lang attribute"):  # fmt: skip
+        assert any(expected in line for line in lines), expected
+
+
+def write_recipients(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_export_writes_one_message_per_valid_recipient(project: Path, cli) -> None:
+    recipients = write_recipients(project / "list.csv", [
+        ["email", "name", "city"],
+        ["alice@example.org", "Alice", "Seattle"],
+        ["not-an-address", "Nobody", ""],
+        ["ALICE@example.org", "Alice again", ""],
+        ["zoe@exämple.org", "Zoë", "Zürich"],
+        ["bob@example.org", "", ""],
+        ["eve@example.org)<mallory@example.org>", "Eve", ""],
+    ])  # fmt: skip
+    result = cli("export", SAMPLE_EDITION, "--recipients", recipients, "--out", "out")
+    assert result.code == 0, result.err
+    assert "wrote 3 message(s)" in result.out and "nothing was sent" in result.out
+    assert f"{recipients}:3: invalid address 'not-an-address'" in result.err
+    assert f"{recipients}:4: duplicate of line 2 (ALICE@example.org), sent once" in result.err
+    assert f"{recipients}:7: invalid address" in result.err
+    with (project / "out" / "manifest.csv").open(encoding="utf-8") as handle:
+        manifest = list(csv.DictReader(handle))
+    assert [row["recipient"] for row in manifest] == ["alice@example.org", "zoe@exämple.org", "bob@example.org"]
+    assert sorted(p.name for p in (project / "out").glob("*.eml")) == sorted(row["file"] for row in manifest)
+    for row in manifest:
+        message = parse_message((project / "out" / row["file"]).read_bytes())
+        assert message["Message-ID"] == row["message_id"]
+        assert message["To"].addresses[0].addr_spec == row["recipient"]
+    text, _ = parts(parse_message((project / "out" / manifest[0]["file"]).read_bytes()))
+    assert "Hi Alice," in text and "alice@example.org" in text
+
+
+def test_export_makes_recipient_columns_available_to_templates(project: Path, cli) -> None:
+    (project / "templates").mkdir()
+    theme = (REPO / "templates" / "email.txt").read_text(encoding="utf-8")
+    (project / "templates" / "email.txt").write_text(
+        theme.replace("Hi {{ recipient.name }},", "Hi {{ recipient.name }} in {{ recipient.city }},")
+    )
+    recipients = write_recipients(project / "list.csv", [["Email", "Name", "City"], ["a@example.org", "Ann", "Oslo"]])
+    assert cli("export", SAMPLE_EDITION, "--recipients", recipients, "--out", "out").code == 0
+    text, _ = parts(parse_message(next((project / "out").glob("*.eml")).read_bytes()))
+    assert "Hi Ann in Oslo," in text
+    no_city = write_recipients(project / "nocity.csv", [["email"], ["a@example.org"]])
+    result = cli("export", SAMPLE_EDITION, "--recipients", no_city, "--out", "out2")
+    assert result.code == 1 and "recipient" in result.err and "city" in result.err
+
+
+def test_export_never_opens_a_network_connection(project: Path) -> None:
+    """Run export in a fresh interpreter where any socket connect raises."""
+    write_recipients(project / "list.csv", [["email"], ["a@example.org"]])
+    guard = (
+        "import socket, sys\n"
+        "def refuse(*a, **k): raise SystemExit('network connection attempted')\n"
+        "socket.socket.connect = refuse; socket.create_connection = refuse\n"
+        "from newsletter.cli import main\n"
+        "sys.exit(main(['export', 'back-pain', '--recipients', 'list.csv', '--out', 'out']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", guard], cwd=project, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "smtplib" not in subprocess.run(
+        [sys.executable, "-c", "import sys, newsletter.pipeline; print(sorted(sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def test_command_runs_as_installed_script(project: Path) -> None:
+    """The console script a README user types, in a real process."""
+    script = Path(sys.executable).with_name("newsletter")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "newsletter"]
+    result = subprocess.run([*command, "build", SAMPLE_EDITION], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    bad = subprocess.run([*command, "build", "missing"], cwd=project, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    usage = subprocess.run([*command, "build"], cwd=project, capture_output=True, text=True)
+    assert usage.returncode == 2
+
+
+# --- bad input: (what to break, command, text the one-line error must contain) --------------------------------
+
+Breaker = Callable[[Path], None]
+
+
+def edit(path: str, old: str, new: str) -> Breaker:
+    def apply(root: Path) -> None:
+        target = root / path
+        text = target.read_text(encoding="utf-8")
+        assert old in text, (old, path)
+        target.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    return apply
+
+
+def write(path: str, content: str | bytes) -> Breaker:
+    def apply(root: Path) -> None:
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content, encoding="utf-8")
+
+    return apply
+
+
+def setenv(key: str, value: str) -> Breaker:
+    def apply(root: Path) -> None:
+        os.environ[key] = value
+
+    return apply
+
+
+def nothing(root: Path) -> None:
+    pass
+
+
+TOML = str(EDITION / "issue.toml")
+MD = str(ARTICLE)
+BUILD = ("build", SAMPLE_EDITION)
+THEME = (REPO / "templates" / "email.html").read_text(encoding="utf-8")
+TEXT_THEME = (REPO / "templates" / "email.txt").read_text(encoding="utf-8")
+BIG = '+++\ntitle = "Long"\n+++\n\n' + ("A long paragraph of words that goes on. " * 40 + "\n\n") * 80
+EXPORT = ("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "exported")
+
+BAD_INPUT = [
+    ("missing edition", nothing, ("build", "no-such"), "issues/no-such: no such edition"),
+    ("folder without issue.toml", write("issues/empty/notes.txt", "x"), ("build", "empty"), "missing issue.toml"),
+    ("bad edition name", nothing, ("build", "bad name!"), "edition names are"),
+    ("malformed issue.toml", write(TOML, 'subject = "unterminated\n'), BUILD, "issue.toml:1: malformed TOML"),
+    ("unknown issue key", edit(TOML, "subject", "colour = 1\nsubject"), BUILD, "unknown key(s) colour"),
+    ("no subject", edit(TOML, 'subject = "', 'summary_x = "'), BUILD, "unknown key"),
+    ("empty subject", write(TOML, 'subject = ""\n'), BUILD, "'subject' is required"),
+    ("articles not a list", write(TOML, 'subject = "S"\narticles = "a.md"\n'), BUILD, "'articles' must be"),
+    ("listed article missing", write(TOML, 'subject = "S"\narticles = ["gone.md"]\n'), BUILD, "gone.md: no such file"),
+    (
+        "article outside edition",
+        write(TOML, 'subject = "S"\narticles = ["../../newsletter.toml"]\n'),
+        BUILD,
+        "outside the edition folder",
+    ),
+    ("bad edition date", edit(TOML, "date = 2026-11-26", 'date = "next week"'), BUILD, "'date' must be a date"),
+    ("front matter never closed", write(MD, '+++\ntitle = "x"\n\nBody\n'), BUILD, "never closed"),
+    ("malformed front matter", write(MD, '+++\ntitle = "x"\nauthor = \n+++\nBody\n'), BUILD, f"{MD}:3: malformed TOML"),
+    ("no title", write(MD, '+++\nauthor = "x"\n+++\nBody\n'), BUILD, "'title' is required"),
+    ("unknown front matter key", write(MD, '+++\ntitle = "x"\ntags = []\n+++\nBody\n'), BUILD, "unknown key(s) tags"),
+    ("title not a string", write(MD, "+++\ntitle = 42\n+++\nBody\n"), BUILD, "'title' must be a string"),
+    ("empty article", write(MD, '+++\ntitle = "x"\n+++\n\n   \n'), BUILD, "article is empty"),
+    ("article not UTF-8", write(MD, b'+++\ntitle = "caf\xe9"\n+++\nBody\n'), BUILD, f"{MD}:2: not UTF-8"),
+    ("issue.toml not UTF-8", write(TOML, b'subject = "caf\xe9"\n'), BUILD, f"{TOML}:1: not UTF-8"),
+    (
+        "image without alt",
+        write(MD, '+++\ntitle = "x"\nimage = "https://example.org/a.png"\n+++\nBody\n'),
+        BUILD,
+        "image needs image_alt",
+    ),
+    (
+        "canonical url not http",
+        write(MD, '+++\ntitle = "x"\ncanonical_url = "javascript:x"\n+++\nBody\n'),
+        BUILD,
+        "canonical_url must be",
+    ),
+    (
+        "unknown template variable",
+        write("templates/email.html", THEME.replace("{{ publication.name }}</a>", "{{ publication.nmae }}</a>")),
+        BUILD,
+        "templates/email.html:",
+    ),
+    (
+        "unknown recipient field",
+        write("templates/email.txt", TEXT_THEME.replace("recipient.name", "recipient.nmae")),
+        BUILD,
+        "unknown template variable",
+    ),
+    ("template syntax error", write("templates/email.html", "{% if %}"), BUILD, "template syntax error"),
+    (
+        "template drops disclaimer",
+        write("templates/email.html", THEME.replace("{{ publication.disclaimer }}", "")),
+        BUILD,
+        "HTML part lacks the disclaimer",
+    ),
+    (
+        "text template drops disclaimer",
+        write("templates/email.txt", TEXT_THEME.replace("{{ publication.disclaimer | wrap }}", "")),
+        BUILD,
+        "text part lacks the disclaimer",
+    ),
+    (
+        "disclaimer hidden in HTML",
+        write(
+            "templates/email.html",
+            THEME.replace('<p class="disclaimer">', '<p class="disclaimer" style="display:none">'),
+        ),
+        BUILD,
+        "HTML part lacks the disclaimer",
+    ),
+    ("html over gmail clip", write(MD, BIG), BUILD, "Gmail clips messages"),
+    (
+        "script in template",
+        write("templates/email.html", THEME.replace("</body>", "<script>x()</script></body>")),
+        BUILD,
+        "unsafe HTML: <script> element",
+    ),
+    (
+        "encoded newline in subject",
+        edit(TOML, 'subject = "', 'subject = "=?UTF-8?Q?=0A?=Bcc: x@example.com '),
+        BUILD,
+        "decodes to a line break",
+    ),
+    ("raw newline in subject", edit(TOML, 'subject = "', 'subject = "Hi\\nBcc: x@example.com '), BUILD, "line break"),
+    ("malformed newsletter.toml", write("newsletter.toml", "[publication\n"), BUILD, "newsletter.toml: not valid TOML"),
+    ("unknown setting", write("newsletter.toml", '[publication]\ncolour = "red"\n'), BUILD, "unknown setting"),
+    (
+        "unsubscribe url not https",
+        write("newsletter.toml", '[publication]\nunsubscribe_url = "http://x/{token}"\n'),
+        BUILD,
+        "unsubscribe_url must be an https:// URL",
+    ),
+    ("empty disclaimer", write("newsletter.toml", '[publication]\ndisclaimer = " "\n'), BUILD, "disclaimer must not"),
+    ("from without address", setenv("NEWSLETTER_FROM", "Seattle Neuro Blog"), BUILD, "NEWSLETTER_FROM"),
+    (
+        "csv without email column",
+        write("list.csv", "name,address\nA,a@example.org\n"),
+        EXPORT,
+        "list.csv:1: no 'email' column",
+    ),
+    ("empty csv", write("list.csv", ""), EXPORT, "list.csv:1: recipients file is empty"),
+    ("missing csv", nothing, EXPORT, "list.csv: no such file"),
+    ("csv not UTF-8", write("list.csv", b"email,name\na@example.org,Ren\xe9\n"), EXPORT, "list.csv:2: not UTF-8"),
+    (
+        "import into escaping edition",
+        nothing,
+        ("import", str(DATA / "imports" / "bullets.txt"), "--into", ".."),
+        "escapes the output folder",
+    ),
+    ("import empty file", write("empty.txt", "\n\n"), ("import", "empty.txt"), "empty.txt: no article text found"),
+    ("import not UTF-8", write("post.txt", b"Title\n\nCaf\xe9\n"), ("import", "post.txt"), "post.txt:3: not UTF-8"),
+    ("import twice", nothing, ("import", str(DATA / "imports" / "post.html"), "--into", SAMPLE_EDITION), None),
+]
+
+
+@pytest.mark.parametrize(("breaker", "command", "expected"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+def test_bad_input_is_one_clear_line_and_keeps_previous_output(
+    project: Path, cli, monkeypatch: pytest.MonkeyPatch, breaker: Breaker, command: tuple[str, ...], expected: str
+) -> None:
+    assert cli(*BUILD).code == 0
+    before = {p.name: p.read_bytes() for p in (project / "build" / SAMPLE_EDITION).iterdir()}
+    monkeypatch.setenv("NEWSLETTER_FROM", os.environ.get("NEWSLETTER_FROM", "News <news@example.org>"))
+    breaker(project)
+    if expected is None:  # the second identical import is the bad input
+        assert cli(*command).code == 0
+        expected = "already in the edition"
+    result = cli(*command)
+    assert result.code == 1, result.out
+    assert expected in result.err, result.err
+    assert "Traceback" not in result.err
+    assert all(line.startswith("newsletter: ") for line in result.err.splitlines())
+    after = {p.name: p.read_bytes() for p in (project / "build" / SAMPLE_EDITION).iterdir()}
+    assert after == before
+
+
+def test_bad_input_cases_are_many() -> None:
+    assert len(BAD_INPUT) >= 30

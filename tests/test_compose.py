@@ -1,0 +1,152 @@
+"""Compose: every message parses back without defects and matches, field by field and part by part, a message
+built the slow, obvious way with EmailMessage.set_content; header injection is impossible."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_EDITION, parse_message, parts
+
+from newsletter.compose import MessageFactory, message_id_for
+from newsletter.errors import HeaderInjectionError
+from newsletter.headers import check_header_value
+from newsletter.model import Recipient
+from newsletter.pipeline import render_checked
+
+NOW = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
+RECIPIENTS = [
+    Recipient("alice@example.org", "Alice Example"),
+    Recipient("zoe@example.org", "Zoë Müller-Lüdenscheidt, Ph.D. 😀"),
+    Recipient("o'brien+news@example.org", ""),
+    Recipient("bob@example.org", 'Bob "The Builder" <script>&'),
+]
+
+
+@pytest.fixture
+def factory(project: Path) -> MessageFactory:
+    return MessageFactory(render_checked(SAMPLE_EDITION, project, ("city",)), now=NOW)
+
+
+def reference_message(factory: MessageFactory, recipient: Recipient) -> EmailMessage:
+    """The naive build: one full EmailMessage per recipient, encoded by the email package itself."""
+    text, html = factory.personalise(recipient)
+    message = EmailMessage(policy=policy.SMTP)
+    message["To"] = f"{recipient.name} <{recipient.email}>" if recipient.name else recipient.email
+    message["Subject"] = factory.subject
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html, subtype="html", cte="quoted-printable")
+    return message
+
+
+@pytest.mark.parametrize("recipient", RECIPIENTS, ids=lambda r: r.email)
+def test_fast_message_equals_reference_build(factory: MessageFactory, recipient: Recipient) -> None:
+    composed = factory.compose(recipient)
+    message = parse_message(composed.data)
+    reference = message_from_bytes(bytes(reference_message(factory, recipient)), policy=policy.default)
+    assert parts(message) == parts(reference)
+    assert message["To"].addresses[0].addr_spec == recipient.email
+    assert message["To"].addresses[0].display_name == recipient.name
+    assert message["Subject"] == reference["Subject"] == "Is Physical Therapy Worth It for Back Pain?"
+
+
+def test_headers_field_by_field(factory: MessageFactory) -> None:
+    recipient = RECIPIENTS[1]
+    message = parse_message(factory.compose(recipient).data)
+    assert message["From"].addresses[0].addr_spec == "newsletter@example.org"
+    assert message["From"].addresses[0].display_name == "Seattle Neuro Blog"
+    assert message["Date"].datetime == NOW
+    assert message["MIME-Version"] == "1.0"
+    assert message["Message-ID"] == message_id_for(SAMPLE_EDITION, "news.seattle-neuro.example.org",
+                                                    recipient.email, "example.org")  # fmt: skip
+    assert re.fullmatch(r"<[0-9a-f]{32}\.back-pain@example\.org>", message["Message-ID"])
+    assert message["List-Id"] == "Seattle Neuro Blog <news.seattle-neuro.example.org>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    assert re.fullmatch(r"https://example\.org/unsubscribe/[0-9a-f]{32}", https)
+    assert mailto == "mailto:unsubscribe@example.org?subject=unsubscribe"
+    text, html = parts(message)
+    assert https in text and https in html
+    assert "Hi Zoë Müller-Lüdenscheidt, Ph.D. 😀," in text
+    assert "Bcc" not in message and "Cc" not in message
+
+
+def test_message_ids_are_stable_per_edition_and_recipient(factory: MessageFactory, project: Path) -> None:
+    again = MessageFactory(render_checked(SAMPLE_EDITION, project), now=NOW + dt.timedelta(days=1))
+    first = factory.compose(RECIPIENTS[0]).message_id
+    assert again.compose(RECIPIENTS[0]).message_id == first
+    assert again.compose(Recipient("ALICE@example.org", "A")).message_id == first
+    assert factory.compose(RECIPIENTS[1]).message_id != first
+
+
+def test_recipient_values_are_escaped_in_html_and_plain_in_text(factory: MessageFactory) -> None:
+    text, html = parts(parse_message(factory.compose(RECIPIENTS[3]).data))
+    assert 'Hi Bob "The Builder" <script>&,' in text
+    assert "Hi Bob &quot;The Builder&quot; &lt;script&gt;&amp;," in html
+    assert "<script>" not in html
+
+
+def test_blank_name_gets_the_greeting_fallback(factory: MessageFactory) -> None:
+    text, _ = parts(parse_message(factory.compose(RECIPIENTS[2]).data))
+    assert "Hi there," in text
+
+
+def test_quoted_printable_lines_stay_within_rfc_2045(factory: MessageFactory) -> None:
+    data = factory.compose(RECIPIENTS[1]).data
+    body = data.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert all(byte < 128 for byte in data)
+
+
+CVE_TITLE = "Weekly =?UTF-8?Q?=0A?=Bcc: x@example.com"
+
+
+def test_python_here_is_open_to_cve_2024_6923() -> None:
+    """Documents why headers.py exists: on this Python the plain email package emits the extra header."""
+    message = EmailMessage(policy=policy.default)
+    message["Subject"] = CVE_TITLE
+    if b"\nBcc:" not in bytes(message):
+        pytest.skip("this Python has the CVE-2024-6923 fix")
+    assert message_from_bytes(bytes(message), policy=policy.default)["Bcc"] == "x@example.com"
+
+
+@pytest.mark.parametrize("where", ["subject", "title"])
+def test_encoded_newline_in_subject_or_title_yields_no_bcc(project: Path, cli, where: str) -> None:
+    edition = project / "issues" / SAMPLE_EDITION
+    if where == "subject":
+        toml = (edition / "issue.toml").read_text(encoding="utf-8")
+        (edition / "issue.toml").write_text(re.sub(r"^subject = .*$", f'subject = "{CVE_TITLE}"', toml, flags=re.M))
+    else:
+        article = next(edition.glob("*.md"))
+        text = article.read_text(encoding="utf-8")
+        article.write_text(re.sub(r"^title = .*$", f'title = "{CVE_TITLE}"', text, count=1, flags=re.M))
+    result = cli("build", SAMPLE_EDITION)
+    assert result.code == 1
+    assert "decodes to a line break" in result.err
+    eml = project / "build" / SAMPLE_EDITION / "email.eml"
+    assert not eml.exists() or parse_message(eml.read_bytes())["Bcc"] is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a\r\nBcc: x@example.com", "a\nb", "a\rb", "=?UTF-8?Q?=0D=0A?=Bcc: x", "=?utf-8?b?Cg==?=Bcc: x", "tab\x0bx"],
+)
+def test_check_header_value_rejects_line_breaks(value: str) -> None:
+    with pytest.raises(HeaderInjectionError):
+        check_header_value("subject", value)
+
+
+def test_check_header_value_allows_harmless_encoded_words() -> None:
+    assert check_header_value("subject", "Price =?UTF-8?Q?=E2=82=AC5?= today") == "Price =?UTF-8?Q?=E2=82=AC5?= today"
+
+
+def test_crafted_recipient_name_cannot_inject(factory: MessageFactory) -> None:
+    with pytest.raises(HeaderInjectionError):
+        factory.compose(Recipient("eve@example.org", "Eve =?UTF-8?Q?=0A?=Bcc: x@example.com"))
+    with pytest.raises(HeaderInjectionError):
+        factory.compose(Recipient("eve@example.org", "Eve\r\nBcc: x@example.com"))

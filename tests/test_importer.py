@@ -1,0 +1,93 @@
+"""Import: the seed article and saved HTML pages come through paragraph for paragraph, chrome and footer dropped."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from conftest import DATA, REPO, SAMPLE_ARTICLE, SAMPLE_EDITION
+
+from newsletter.config import load_publication
+from newsletter.importer import escape_markdown, import_article, parse_source, slugify
+from newsletter.load import load_edition, split_front_matter
+from newsletter.verify import normalise
+
+SAMPLE_TXT = REPO.parent / "shared" / "samples" / "seattle-neuro-back-pain.txt"
+
+
+def sample_paragraphs() -> list[str]:
+    text = SAMPLE_TXT.read_text(encoding="utf-8") if SAMPLE_TXT.exists() else ""
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def test_shipped_edition_is_the_imported_sample(project: Path) -> None:
+    """issues/back-pain is exactly what `import` makes of the sample today."""
+    if not SAMPLE_TXT.exists():
+        return
+    target = import_article(SAMPLE_TXT, load_publication(project), into="fresh", root=project)
+    assert target.read_text(encoding="utf-8") == SAMPLE_ARTICLE.read_text(encoding="utf-8")
+
+
+def test_sample_import_keeps_every_paragraph_and_drops_chrome(project: Path) -> None:
+    article = parse_source(SAMPLE_ARTICLE if not SAMPLE_TXT.exists() else SAMPLE_TXT, load_publication(project))
+    assert article.title == "Is Physical Therapy Worth It for Back Pain?"
+    body = normalise(article.body)
+    paragraphs = sample_paragraphs()
+    if paragraphs:
+        site, _title, *rest = paragraphs
+        disclaimer, copyright_line, chrome = rest[-3:]
+        for paragraph in rest[:-3]:
+            assert normalise(paragraph) in body
+        for dropped in (site, disclaimer, copyright_line, chrome):
+            assert normalise(dropped) not in body
+    assert "go to top" not in body
+
+
+def test_import_creates_edition_with_subject_from_title(project: Path, cli) -> None:
+    result = cli("import", DATA / "imports" / "bullets.txt", "--into", "issues/headaches")
+    assert result.code == 0, result.err
+    edition = tomllib.loads((project / "issues/headaches/issue.toml").read_text(encoding="utf-8"))
+    assert edition["subject"] == "When to see a neurologist about headaches"
+    article = (project / "issues/headaches" / edition["articles"][0]).read_text(encoding="utf-8")
+    meta, body, _ = split_front_matter(article, Path("x.md"))
+    assert meta == {"title": "When to see a neurologist about headaches"}
+    assert "- a sudden, severe headache unlike any before\n- headache with fever" in body
+    assert "we'd rather see you early" in body
+    assert "VoxMD" not in body and "emergency help" not in body and "Go to Top" not in body
+    assert cli("check", "headaches").code == 0
+
+
+def test_import_into_existing_edition_appends_to_its_list(project: Path) -> None:
+    publication = load_publication(project)
+    target = import_article(DATA / "imports" / "post.html", publication, into=SAMPLE_EDITION, root=project)
+    edition = load_edition(SAMPLE_EDITION, project)
+    assert [a.path.name for a in edition.articles] == [SAMPLE_ARTICLE.name, target.name]
+
+
+def test_html_import_keeps_article_body_only(project: Path) -> None:
+    article = parse_source(DATA / "imports" / "post.html", load_publication(project))
+    assert article.title == "Posture at work: small changes, big relief"
+    assert article.canonical_url == "https://example.org/blog/posture-at-work"
+    assert article.author == "Dr. Renée Okafor"
+    assert str(article.date) == "2026-02-01"
+    assert "Stand up every 30 minutes." in article.body
+    assert "- Screen at eye level" in article.body
+    assert "[desk set-up guide](https://example.org/guides/desk)" in article.body
+    for dropped in ("trackEverything", "alert", "color: red", "Related posts", "Home", "Go to Top", "VoxMD",
+                    "emergency help", "Seattle Neuro Blog"):  # fmt: skip
+        assert dropped not in article.body, dropped
+
+
+def test_markdown_import_reads_heading_as_title(tmp_path: Path, project: Path) -> None:
+    source = tmp_path / "note.md"
+    source.write_text("# Hello — world\n\nBody text.\n", encoding="utf-8")
+    article = parse_source(source, load_publication(project))
+    assert (article.title, article.body) == ("Hello — world", "Body text.")
+
+
+def test_escape_markdown_keeps_prose_prose() -> None:
+    assert (
+        escape_markdown("1. Not a list, *not* bold, [not](a link)") == r"1\. Not a list, \*not\* bold, \[not\](a link)"
+    )
+    assert slugify("Is Physical Therapy Worth It?") == "is-physical-therapy-worth-it"
+    assert slugify("¿¡!?") == "article"
