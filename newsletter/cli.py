@@ -51,6 +51,25 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send_test(args: argparse.Namespace) -> int:
+    from .sending import send_test
+
+    results = send_test(args.edition, args.to, verbose=args.verbose)
+    for result in results:
+        if result.error:
+            print(f"newsletter: not sent to {result.address}: {result.error}", file=sys.stderr)
+        else:
+            print(f"sent to {result.address}: Message-ID {result.message_id}: {result.reply}")
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_smtp_capture(args: argparse.Namespace) -> int:
+    from .capture import run_capture
+
+    run_capture(args.port, args.maildir, args.host)
+    return 0
+
+
 def _shown(path: Path | None) -> str:
     """Paths relative to the working directory where possible: shorter, and what the user typed."""
     if path is None:
@@ -64,11 +83,13 @@ def _shown(path: Path | None) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsletter", description="Build, check, export and send email newsletters.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (secrets are never shown)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens, SMTP dialogue included "
+                        "(AUTH lines and passwords are redacted)")  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = commands.add_parser(name, help=help, description=help, parents=[common])
         sub.set_defaults(handler=handler)
         return sub
 
@@ -87,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     importer = command("import", cmd_import, "turn a blog post (.txt, .html, .md) into an article of an edition")
     importer.add_argument("file", type=Path, help="the saved blog post")
     importer.add_argument("--into", help="edition name or folder (default: a new edition named after the title)")
+
+    send_test = command("send-test", cmd_send_test, "send the built edition to yourself via SMTP, subject [TEST]")
+    send_test.add_argument("edition", help="edition name under issues/, or its folder")
+    send_test.add_argument("--to", action="append", required=True, metavar="ADDR", help="repeat for up to 10")
+
+    capture = command("smtp-capture", cmd_smtp_capture, "run a local SMTP server that stores messages as .eml")
+    capture.add_argument("--port", type=int, default=1025, help="port to listen on (default 1025)")
+    capture.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    capture.add_argument("--maildir", type=Path, default=Path("captured"), help="folder for .eml files")
     return parser
 
 

@@ -51,7 +51,18 @@ class CheckFailed(NewsletterError):
 
 
 class DeliveryError(NewsletterError):
-    """The SMTP server could not be reached, refused us, or refused the message."""
+    """The SMTP server could not be reached, refused us, or refused the message.
+
+    `code` is the server's reply code where there was one: 4xx is worth retrying later, 5xx is final.
+    """
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.code is not None and 500 <= self.code < 600
 
 
 class AuthenticationFailed(DeliveryError):

@@ -76,3 +76,106 @@ def parts(message: EmailMessage) -> tuple[str, str]:
         assert part.get_content_charset() == "utf-8"
         assert part["Content-Transfer-Encoding"] == "quoted-printable"
     return text_part.get_content(), html_part.get_content()
+
+
+# --- real SMTP servers on loopback (aiosmtpd) ---------------------------------------------------------------------
+
+PASSWORD = "s3cr3t-Pässword!"
+USERNAME = "mailer"
+
+
+class Authenticator:
+    """Accepts USERNAME / PASSWORD; counts every AUTH attempt so tests can prove none was made."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.attempts += 1
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == USERNAME.encode()
+            and auth_data.password == PASSWORD.encode()
+        )
+        # handled=False on failure, or aiosmtpd sends no reply and the client hangs (PITFALLS.md)
+        return AuthResult(success=ok, handled=False)
+
+
+@dataclass
+class SMTPServer:
+    host: str
+    port: int
+    handler: object
+    authenticator: Authenticator
+    ca_file: Path | None
+
+    def env(self, security: str, **extra: str) -> dict[str, str]:
+        values = {"SMTP_HOST": self.host, "SMTP_PORT": str(self.port), "SMTP_SECURITY": security, "SMTP_TIMEOUT": "5"}
+        if self.ca_file:
+            values["SMTP_CA_FILE"] = str(self.ca_file)
+        values.update(extra)
+        return values
+
+
+@pytest.fixture(scope="session")
+def test_ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path, test_ca):
+    """Start aiosmtpd servers on loopback: `smtp_server(tls="starttls"|"ssl"|None, auth=True, handler=...)`."""
+    import ssl
+
+    from newsletter.capture import CaptureHandler, capture_controller
+
+    controllers = []
+
+    def start(tls: str | None = None, auth: bool = False, handler=None, cert_names=("127.0.0.1",), **options):
+        handler = handler or CaptureHandler()
+        authenticator = Authenticator()
+        ca_file = None
+        context = None
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            test_ca.issue_cert(*cert_names).configure_cert(context)
+            ca_file = tmp_path / "test-ca.pem"
+            test_ca.cert_pem.write_to_path(str(ca_file))
+        if auth:
+            # with implicit TLS aiosmtpd does not know the session is encrypted, so it must not demand STARTTLS
+            options.update(authenticator=authenticator, auth_require_tls=tls == "starttls")
+        if tls == "starttls":
+            options["tls_context"] = context
+        elif tls == "ssl":
+            options["ssl_context"] = context
+        port = free_port()
+        controller = capture_controller(handler, "127.0.0.1", port, **options)
+        controller.start()
+        controllers.append(controller)
+        return SMTPServer("127.0.0.1", port, handler, authenticator, ca_file)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_env(monkeypatch: pytest.MonkeyPatch):
+    """Apply an SMTP server's settings to the environment of the test."""
+
+    def apply(values: dict[str, str]) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+
+    return apply
