@@ -26,6 +26,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     peer: tuple = ()
+    at: float = 0.0  # arrival time (time.time()), for rate checks
 
 
 class CaptureHandler:
@@ -42,7 +43,9 @@ class CaptureHandler:
         if isinstance(data, str):
             data = data.encode("utf-8")
         with self._lock:
-            self.received.append(Received(envelope.mail_from, tuple(envelope.rcpt_tos), data, tuple(session.peer)))
+            self.received.append(
+                Received(envelope.mail_from, tuple(envelope.rcpt_tos), data, tuple(session.peer), time.time())
+            )
             number = next(self._numbers)
         if self.folder is None:
             return "250 2.0.0 OK"

@@ -7,8 +7,10 @@ usage errors exit 2. No traceback reaches the user for bad input.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -52,7 +54,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from .sending import send_test
+    from .send_test import send_test
 
     results = send_test(args.edition, args.to, verbose=args.verbose)
     for result in results:
@@ -61,6 +63,107 @@ def cmd_send_test(args: argparse.Namespace) -> int:
         else:
             print(f"sent to {result.address}: Message-ID {result.message_id}: {result.reply}")
     return 1 if any(r.error for r in results) else 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .send import Send, SendOptions
+
+    options = SendOptions(
+        connections=args.connections, rate=args.rate, per_hour=args.per_hour, resend_in_doubt=args.resend_in_doubt,
+        max_consecutive_failures=args.max_consecutive_failures, retry_delay=args.retry_delay, limit=args.limit,
+        verbose=args.verbose,
+    )  # fmt: skip
+    send = Send(args.edition, args.recipients, options=options)
+    try:
+        for problem in send.problems:
+            print(f"newsletter: {problem}", file=sys.stderr)
+        plan = send.plan()
+        print(
+            f'{"Resuming" if plan.resuming else "Sending"} edition {plan.edition} "{plan.subject}": '
+            f"{plan.pending} of {plan.total} recipient(s) to send via {plan.host}, "
+            f"{plan.connections} connection(s), rate {plan.rate}"
+        )
+        if plan.pending == 0:
+            print("nothing left to send; `newsletter status` shows how it went")
+            return _send_exit(send.journal.counts())
+        if not args.yes and not _confirmed():
+            return 1
+        report = send.run(_progress_printer())
+    except KeyboardInterrupt:
+        print("\nnewsletter: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        send.close()
+    done = report.progress
+    print(f"sent {done.sent}, failed {done.failed}, in doubt {done.in_doubt}, skipped {done.skipped} "
+          f"of {done.total}; this run {done.sent_this_run} at {done.rate:.0f}/s")  # fmt: skip
+    for note in report.notes:
+        print(f"newsletter: {note}", file=sys.stderr)
+    if report.stop_reason:
+        print(f"newsletter: {report.stop_reason}; run the same command again to resume", file=sys.stderr)
+        return 1
+    if done.done < done.total:
+        print(f"{done.total - done.done} recipient(s) still pending; run the same command again to continue")
+    return 1 if done.failed or done.in_doubt else 0
+
+
+def _send_exit(counts: dict[str, int]) -> int:
+    return 1 if counts["failed"] or counts["in-doubt"] else 0
+
+
+def _confirmed() -> bool:
+    """Ask on a terminal; with no terminal, refuse (a cron job or script must say --yes)."""
+    if not sys.stdin.isatty():
+        print("newsletter: not sending: no terminal to confirm on; add --yes to send", file=sys.stderr)
+        return False
+    answer = input("Send now? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        print("not sent")
+        return False
+    return True
+
+
+def _progress_printer():
+    """A progress bar redrawn in place on a terminal; elsewhere one plain line per 1,000 messages."""
+    on_terminal = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(progress) -> None:
+        if on_terminal:
+            now = time.monotonic()
+            if now - last[0] < 0.1 and progress.done != progress.total:
+                return
+            last[0] = now
+            width = 30
+            filled = int(width * progress.done / max(progress.total, 1))
+            eta = f"{progress.eta:.0f}s" if progress.eta is not None else "?"
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} sent {progress.sent} "
+                  f"failed {progress.failed} in doubt {progress.in_doubt} {progress.rate:.0f}/s ETA {eta}  ",
+                  end="", file=sys.stderr, flush=True)  # fmt: skip
+            if progress.done == progress.total:
+                print(file=sys.stderr)
+        elif progress.done % 1000 == 0:
+            print(f"{progress.done}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
+                  f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s", flush=True)  # fmt: skip
+
+    return show
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .journal import open_existing
+    from .load import edition_folder
+
+    with open_existing(Path.cwd(), edition_folder(args.edition).name) as journal:
+        counts, problems = journal.counts(), journal.problems()
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["email", "state", "attempts", "reply", "message_id"])
+        writer.writerows(problems)
+        return 0
+    print(", ".join(f"{state} {count}" for state, count in counts.items()))
+    for email, state, attempts, reply, _ in problems:
+        print(f"{state}: {email} ({attempts} attempt(s)): {reply}")
+    return 0
 
 
 def cmd_smtp_capture(args: argparse.Namespace) -> int:
@@ -78,6 +181,16 @@ def _shown(path: Path | None) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +225,25 @@ def _parser() -> argparse.ArgumentParser:
     send_test = command("send-test", cmd_send_test, "send the built edition to yourself via SMTP, subject [TEST]")
     send_test.add_argument("edition", help="edition name under issues/, or its folder")
     send_test.add_argument("--to", action="append", required=True, metavar="ADDR", help="repeat for up to 10")
+
+    send = command("send", cmd_send, "send the edition to every recipient, exactly once; resumable")
+    send.add_argument("edition", help="edition name under issues/, or its folder")
+    send.add_argument("--recipients", type=Path, required=True, help="CSV with an email column (name optional)")
+    send.add_argument("--yes", action="store_true", help="send without asking (needed when not on a terminal)")
+    send.add_argument("--connections", type=_positive(int), default=1, help="parallel SMTP connections (default 1)")
+    send.add_argument("--rate", type=_positive(float), help="at most N messages per second")
+    send.add_argument("--per-hour", type=_positive(int), help="at most N messages in any hour")
+    send.add_argument("--limit", type=_positive(int), help="send at most N messages in this run, then stop")
+    send.add_argument("--resend-in-doubt", action="store_true",
+                      help="send again to recipients whose earlier send may or may not have arrived")  # fmt: skip
+    send.add_argument("--max-consecutive-failures", type=_positive(int), default=20, metavar="N",
+                      help="stop after N failed sends in a row (default 20); running again resumes")  # fmt: skip
+    send.add_argument("--retry-delay", type=_positive(float), default=1.0, metavar="SECONDS",
+                      help="first wait before retrying a temporary failure; doubles each time (default 1)")  # fmt: skip
+
+    status = command("status", cmd_status, "show how the send of an edition went: counts, failed and in-doubt")
+    status.add_argument("edition", help="edition name under issues/, or its folder")
+    status.add_argument("--csv", action="store_true", help="failed and in-doubt recipients as CSV")
 
     capture = command("smtp-capture", cmd_smtp_capture, "run a local SMTP server that stores messages as .eml")
     capture.add_argument("--port", type=int, default=1025, help="port to listen on (default 1025)")

@@ -136,6 +136,11 @@ class MessageFactory:
         }
         return tuple(known[f] if f in known else recipient.fields.get(f, "") for f in self._fields)
 
+    def message_id(self, recipient: Recipient) -> str:
+        return message_id_for(
+            self.rendered.edition.name, self.rendered.publication.list_id, recipient.email, self.sender.domain
+        )
+
     def personalise(self, recipient: Recipient) -> tuple[str, str]:
         """The (text, html) parts for one recipient, decoded: what `build` writes beside the .eml."""
         values = self.values_for(recipient)
@@ -146,9 +151,7 @@ class MessageFactory:
         publication = self.rendered.publication
         check_header_value("recipient name", recipient.name, line=recipient.line)
         values = self.values_for(recipient)
-        message_id = message_id_for(
-            self.rendered.edition.name, publication.list_id, recipient.email, self.sender.domain
-        )
+        message_id = self.message_id(recipient)
         own = EmailMessage(policy=policy.SMTP)
         local, _, domain = recipient.email.rpartition("@")
         own["To"] = Address(display_name=recipient.name, username=local, domain=domain)

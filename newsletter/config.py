@@ -124,3 +124,14 @@ def _number(env: Mapping[str, str], key: str, default, kind):
         return kind(raw)
     except ValueError:
         raise ConfigError(f"{key}: {raw!r} is not a number") from None
+
+
+def require_smtp_settings(root: Path | None = None) -> SMTPSettings:
+    """SMTP settings from the environment / .env, or a ConfigError saying that none are configured."""
+    settings = load_smtp_settings(load_environment(root))
+    if settings is None:
+        raise ConfigError(
+            "no SMTP server configured: set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD) in the "
+            "environment or .env, see .env.example; `build` and `export` need no server"
+        )
+    return settings

@@ -81,15 +81,19 @@ class ExportResult:
 
 
 def prepare_for_recipients(
-    edition: str | Path, recipients_csv: Path, root: Path | None = None, subject_prefix: str = ""
+    edition: str | Path, recipients_csv: Path, root: Path | None = None, apply_suppression: bool = True
 ) -> tuple[MessageFactory, RecipientList]:
-    """Read the recipients, then render the edition once with their CSV columns available to templates."""
+    """Read the recipients, then render the edition once with their CSV columns available to templates.
+
+    `send` passes apply_suppression=False and applies the list itself at every run, so an unsubscribe that
+    arrives mid-send is honoured without making the recipients list look changed.
+    """
     root = root or Path.cwd()
     publication = load_publication(root)
-    suppression = root / publication.suppression_file if publication.suppression_file else None
+    suppression = root / publication.suppression_file if publication.suppression_file and apply_suppression else None
     recipients = load_recipients(recipients_csv, load_suppressed(suppression))
     rendered = render_checked(edition, root, recipients.columns, publication)
-    return MessageFactory(rendered, subject_prefix), recipients
+    return MessageFactory(rendered), recipients
 
 
 def export_file_name(index: int, email: str) -> str:

@@ -1,4 +1,4 @@
-"""Sending over SMTP: `send_test` (a few addresses, the real edition with sample data, `[TEST] ` subject).
+"""`send_test`: the real edition, personalised with sample data, subject `[TEST] `, to a few addresses.
 
 Kept apart from `pipeline` so that build and export never import smtplib: a dry run cannot connect anywhere.
 """
@@ -10,25 +10,14 @@ from pathlib import Path
 
 from .addresses import normalise_address
 from .compose import MessageFactory
-from .config import SMTPSettings, load_environment, load_smtp_settings
-from .errors import ConfigError, ContentError, DeliveryError
+from .config import require_smtp_settings
+from .errors import ContentError, DeliveryError
 from .model import Recipient
 from .pipeline import render_checked, test_recipient
 from .smtp import SMTPBackend
 
 TEST_PREFIX = "[TEST] "
 MAX_TEST_ADDRESSES = 10
-
-
-def smtp_settings(root: Path | None = None) -> SMTPSettings:
-    """SMTP settings from the environment / .env, or a ConfigError saying none are configured."""
-    settings = load_smtp_settings(load_environment(root))
-    if settings is None:
-        raise ConfigError(
-            "no SMTP server configured: set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD) in the "
-            "environment or .env, see .env.example; `build` and `export` need no server"
-        )
-    return settings
 
 
 @dataclass(frozen=True)
@@ -51,7 +40,7 @@ def send_test(
     if len(addresses) > MAX_TEST_ADDRESSES:
         raise ContentError(f"send-test sends to at most {MAX_TEST_ADDRESSES} addresses (got {len(addresses)})")
     checked = [normalise_address(a) for a in addresses]
-    settings = smtp_settings(root)
+    settings = require_smtp_settings(root)
     rendered = render_checked(edition, root)
     factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX)
     sample_name = test_recipient(rendered.publication).name

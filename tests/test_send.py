@@ -1,0 +1,304 @@
+"""`newsletter send` against real aiosmtpd servers that fail on purpose: exactly once, resumable, rate-limited.
+
+Every assertion about delivery is made from the server's own record of what it received."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_EDITION, parse_message
+
+from newsletter.capture import CaptureHandler
+from newsletter.journal import journal_path
+from newsletter.send import Send, SendOptions
+
+pytest.importorskip("aiosmtpd")
+SECRET = "test-unsubscribe-secret"
+
+
+def recipients_file(path: Path, count: int) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name"])
+        writer.writerows([f"r{i:05d}@example.org", f"Reader {i}"] for i in range(count))
+    return path
+
+
+@pytest.fixture
+def sending(project: Path, smtp_env):
+    """Point the project at a server and give it an unsubscribe secret."""
+
+    def configure(server) -> None:
+        smtp_env({**server.env("none"), "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})
+
+    return configure
+
+
+def run_send(project: Path, csv_path: Path, **options) -> object:
+    options.setdefault("retry_delay", 0.01)
+    send = Send(SAMPLE_EDITION, csv_path, project, SendOptions(**options))
+    try:
+        return send.run()
+    finally:
+        send.close()
+
+
+def received_counts(handler) -> collections.Counter:
+    return collections.Counter(rcpt for r in handler.received for rcpt in r.rcpt_tos)
+
+
+def journal_rows(project: Path) -> dict[str, str]:
+    import sqlite3
+
+    with sqlite3.connect(journal_path(project, SAMPLE_EDITION)) as db:
+        return dict(db.execute("SELECT email, state FROM recipients"))
+
+
+class Faulty(CaptureHandler):
+    """Fails chosen recipients once, in one of the ways real servers fail, then behaves."""
+
+    def __init__(self, faults: dict[str, str]) -> None:
+        super().__init__()
+        self.faults = dict(faults)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.faults.get(address) == "rcpt-421":
+            del self.faults[address]
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.7.0 Too many connections, closing"
+        if self.faults.get(address) == "rcpt-550":
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        fault = self.faults.pop(envelope.rcpt_tos[0], None)
+        if fault == "421":  # reply 421 and close: not stored, safe to retry
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.3.2 Service shutting down"
+        if fault == "451":
+            return "451 4.3.0 Temporary local problem"
+        if fault == "554":
+            return "554 5.7.1 Rejected"
+        if fault == "abort":  # drop the connection without storing or replying
+            server.transport.abort()
+            return "250 never seen"
+        if fault == "store-abort":  # store, then drop before the 250 reaches the client: the ambiguous case
+            await super().handle_DATA(server, session, envelope)
+            server.transport.abort()
+            return "250 never seen"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_faults_end_exactly_once_or_reported(project: Path, smtp_server, sending) -> None:
+    faults = {"r00001@example.org": "421", "r00002@example.org": "451", "r00003@example.org": "554",
+              "r00004@example.org": "abort", "r00005@example.org": "store-abort",
+              "r00006@example.org": "rcpt-421", "r00007@example.org": "rcpt-550"}  # fmt: skip
+    server = smtp_server(handler=Faulty(faults))
+    sending(server)
+    report = run_send(project, recipients_file(project / "list.csv", 12))
+    counts, states = received_counts(server.handler), journal_rows(project)
+    assert max(counts.values()) == 1, "nobody got two"
+    assert states["r00001@example.org"] == "sent" and counts["r00001@example.org"] == 1  # 421: retried
+    assert states["r00002@example.org"] == "sent" and counts["r00002@example.org"] == 1  # 451: retried
+    assert states["r00006@example.org"] == "sent" and counts["r00006@example.org"] == 1  # dropped before DATA
+    assert states["r00003@example.org"] == "failed" and counts["r00003@example.org"] == 0  # 554: final
+    assert states["r00007@example.org"] == "failed" and counts["r00007@example.org"] == 0  # 550 to RCPT
+    assert states["r00004@example.org"] == "in-doubt" and counts["r00004@example.org"] == 0
+    assert states["r00005@example.org"] == "in-doubt" and counts["r00005@example.org"] == 1
+    for email, state in states.items():
+        if state == "sent":
+            assert counts[email] == 1
+    assert (report.progress.sent, report.progress.failed, report.progress.in_doubt) == (8, 2, 2)
+    assert not report.stop_reason
+
+
+def test_in_doubt_resent_only_when_asked_with_the_same_message_id(project: Path, smtp_server, sending) -> None:
+    server = smtp_server(handler=Faulty({"r00000@example.org": "store-abort"}))
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 3)
+    run_send(project, csv_path)
+    run_send(project, csv_path)
+    assert received_counts(server.handler)["r00000@example.org"] == 1, "in-doubt is not re-sent by default"
+    run_send(project, csv_path, resend_in_doubt=True)
+    first, second = [parse_message(r.data) for r in server.handler.received if r.rcpt_tos == ("r00000@example.org",)]
+    assert first["Message-ID"] == second["Message-ID"]
+    assert journal_rows(project)["r00000@example.org"] == "sent"
+
+
+def test_consecutive_failures_stop_the_run_and_a_rerun_resumes(project: Path, smtp_server, sending) -> None:
+    class Down(CaptureHandler):
+        broken = True
+
+        async def handle_DATA(self, server, session, envelope):
+            return "451 4.3.0 Disk full" if self.broken else await super().handle_DATA(server, session, envelope)
+
+    handler = Down()
+    server = smtp_server(handler=handler)
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 30)
+    report = run_send(project, csv_path, max_consecutive_failures=5)
+    assert report.stop_reason.startswith("stopped after 5 consecutive failed sends (last: ")
+    assert "451 4.3.0 Disk full" in report.stop_reason
+    assert not handler.received
+    handler.broken = False
+    report = run_send(project, csv_path)
+    assert report.complete and report.progress.sent == 30
+    assert set(received_counts(handler).values()) == {1} and len(received_counts(handler)) == 30
+
+
+def test_changed_recipients_or_edition_is_refused(project: Path, smtp_server, sending, cli) -> None:
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 3)
+    run_send(project, csv_path, limit=1)
+    other = recipients_file(project / "other.csv", 4)
+    result = cli("send", SAMPLE_EDITION, "--recipients", other, "--yes")
+    assert result.code == 1 and "other.csv: this send was started with a different recipients list" in result.err
+    assert "to start a fresh send, move" in result.err
+    article = next((project / "issues" / SAMPLE_EDITION).glob("*.md"))
+    article.write_text(article.read_text(encoding="utf-8") + "\nOne more line.\n", encoding="utf-8")
+    result = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert result.code == 1 and "the edition changed after this send started" in result.err
+    assert len(server.handler.received) == 1
+
+
+def test_no_terminal_and_no_yes_opens_no_connection(project: Path, smtp_server, sending) -> None:
+    server = smtp_server()
+    sending(server)
+    recipients_file(project / "list.csv", 3)
+    command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv"]
+    run = subprocess.run(command, cwd=project, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1
+    assert "3 of 3 recipient(s) to send via 127.0.0.1:" in run.stdout
+    assert "no terminal to confirm on; add --yes" in run.stderr
+    assert not server.handler.received
+
+
+def test_send_requires_an_unsubscribe_secret(project: Path, smtp_server, smtp_env, cli) -> None:
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    recipients_file(project / "list.csv", 1)
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes")
+    assert result.code == 1 and "NEWSLETTER_UNSUBSCRIBE_SECRET must be set" in result.err
+
+
+def test_suppressed_addresses_are_never_sent_to(project: Path, smtp_server, sending, cli) -> None:
+    server = smtp_server()
+    sending(server)
+    (project / "newsletter.toml").write_text(
+        (project / "newsletter.toml").read_text(encoding="utf-8") + 'suppression_file = "unsubscribed.txt"\n'
+    )
+    (project / "unsubscribed.txt").write_text("R00001@example.org\n")
+    csv_path = recipients_file(project / "list.csv", 4)
+    run_send(project, csv_path, limit=2)
+    (project / "unsubscribed.txt").write_text("R00001@example.org\nr00003@example.org\n")  # arrives mid-send
+    result = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert result.code == 0, result.err
+    assert sorted(received_counts(server.handler)) == ["r00000@example.org", "r00002@example.org"]
+    assert journal_rows(project)["r00003@example.org"] == "skipped"
+    assert "skipped 2" in result.out
+
+
+def test_status_lists_failed_and_in_doubt_also_as_csv(project: Path, smtp_server, sending, cli) -> None:
+    server = smtp_server(handler=Faulty({"r00000@example.org": "554", "r00001@example.org": "store-abort"}))
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 3)
+    result = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert result.code == 1
+    assert "sent 1, failed 1, in doubt 1, skipped 0 of 3" in result.out
+    status = cli("status", SAMPLE_EDITION)
+    assert status.code == 0
+    assert status.out.startswith("pending 0, sending 0, sent 1, failed 1, in-doubt 1, skipped 0")
+    assert "failed: r00000@example.org (1 attempt(s)):" in status.out and "554 5.7.1 Rejected" in status.out
+    assert "in-doubt: r00001@example.org" in status.out
+    rows = list(csv.DictReader(cli("status", SAMPLE_EDITION, "--csv").out.splitlines()))
+    assert [(r["email"], r["state"]) for r in rows] == [("r00000@example.org", "failed"),
+                                                         ("r00001@example.org", "in-doubt")]  # fmt: skip
+    assert all(r["message_id"].endswith("@example.org>") for r in rows)
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_rate_limit_holds_across_connections_and_restarts(project: Path, smtp_server, sending) -> None:
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 16)
+    run_send(project, csv_path, rate=5, connections=3, limit=7)
+    run_send(project, csv_path, rate=5, connections=3)  # restarts at once: the window spans both runs
+    arrivals = [r.at for r in server.handler.received]
+    assert len(arrivals) == 16
+    assert max_in_any_window(arrivals, 1.0) <= 5
+    assert arrivals[-1] - arrivals[0] >= 2.0  # 16 messages at 5/s cannot take less
+
+
+def test_per_hour_limit_counts_earlier_runs(project: Path, smtp_server, sending) -> None:
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 6)
+    run_send(project, csv_path, per_hour=4, limit=3)
+    send = Send(SAMPLE_EDITION, csv_path, project, SendOptions(per_hour=4))
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(send.run()))
+    worker.start()
+    try:
+        worker.join(1.5)
+        assert worker.is_alive(), "the fifth message of the hour must wait"
+        assert len(server.handler.received) == 4
+    finally:
+        send.stop()
+        worker.join(10)
+        send.close()
+    assert reports[0].stop_reason == "stopped on request" and reports[0].progress.sent == 4
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, sending) -> None:
+    """2,000 recipients, 2 connections, the sender killed with SIGKILL several times, restarted until done."""
+    server = smtp_server()
+    sending(server)
+    recipients_file(project / "list.csv", 2000)
+    command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes",
+               "--connections", "2", "--retry-delay", "0.05"]  # fmt: skip
+    seed = random.randrange(1 << 30)
+    chance = random.Random(seed)
+    kills = 0
+    for target in sorted(chance.sample(range(50, 1950), 4)):  # kill once the server holds `target` messages
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while process.poll() is None and len(server.handler.received) < target:
+            time.sleep(chance.uniform(0.001, 0.01))
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait()
+    for _ in range(5):
+        final = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+        if "nothing left to send" in final.stdout or final.returncode in (0, 1):
+            break
+    counts, states = received_counts(server.handler), journal_rows(project)
+    assert kills == 4, f"seed {seed}: the sender finished before it could be killed"
+    assert max(counts.values()) == 1, f"seed {seed}: a recipient received two messages"
+    assert all(counts[e] == 1 for e, s in states.items() if s == "sent"), f"seed {seed}"
+    assert all(states[e] in ("failed", "in-doubt") for e in states if counts[e] == 0), f"seed {seed}"
+    in_doubt = sum(s == "in-doubt" for s in states.values())
+    assert in_doubt <= kills * 2, f"seed {seed}: {in_doubt} in doubt after {kills} kills"
+    assert sum(s == "sent" for s in states.values()) >= 2000 - in_doubt
