@@ -42,6 +42,10 @@ class HeaderInjectionError(ContentError):
     """A value bound for a mail header that would add a line (raw or RFC 2047-encoded CR/LF)."""
 
 
+class JournalError(NewsletterError):
+    """The send journal could not be read or written; sending stops rather than lose track of a recipient."""
+
+
 class CheckFailed(NewsletterError):
     """The edition was built but fails one or more checks; `problems` holds one line each."""
 

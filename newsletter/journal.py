@@ -5,7 +5,8 @@ SQLite in WAL mode with `synchronous=FULL`: a commit is on disk before `commit()
 or `failed` (a permanent refusal, with the server's reply). A row still `sending` when a run starts belonged to a
 run that died between claiming it and recording the reply: the server may or may not have the message (RFC
 1047), so it becomes `in-doubt` and is only sent again when the user says so. Finishing one recipient and claiming
-the next share one commit, so each message costs a single fsync.
+the next share one commit, so a message costs one fsync. Each sending process opens its own connection
+(`Journal(path, locked=False)`); SQLite's WAL serialises their commits.
 
 The same commit also enforces the rate limits: every claim records a timestamp, and a claim that would exceed a
 limit within its sliding window is refused with the time to wait, so limits hold across connections and restarts.
@@ -23,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ContentError
+from .errors import ContentError, JournalError
 from .model import Recipient
 
 STATES = ("pending", "sending", "sent", "failed", "in-doubt", "skipped")
@@ -94,25 +95,39 @@ def fingerprint(values: Iterable[str]) -> str:
 class Journal:
     """One edition's send journal, locked to one `newsletter send` process at a time."""
 
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(self, path: Path, read_only: bool = False, locked: bool = True) -> None:
+        """`read_only` for `status` (safe beside a running send); `locked=False` for the worker processes of a
+        send, whose parent holds the lock."""
         self.path = path
         self._lock_file = None
-        if read_only:  # `status`, safe to run beside a send in progress
+        self._mutex = threading.Lock()
+        if read_only:
             self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
-            self._mutex = threading.Lock()
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the journal's lifetime)
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise ContentError("another `newsletter send` of this edition is running", path) from None
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._mutex = threading.Lock()
+        if locked:
+            self._lock_file = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the journal's lifetime)
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock_file.close()
+                raise ContentError("another `newsletter send` of this edition is running", path) from None
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.executescript(_SCHEMA)
+        return db
+
+    def detach(self) -> None:
+        """Close the database connection (keeping the lock) before forking workers: SQLite connections must not
+        cross a fork."""
+        self._db.close()
+
+    def attach(self) -> None:
+        self._db = self._connect()
 
     def close(self) -> None:
         self._db.close()
@@ -194,31 +209,42 @@ class Journal:
         delay, the seconds to wait before asking again; or None when nobody is left to claim.
         """
         now = time.time()
-        with self._mutex, self._transaction():
-            if finished is not None and outcome is not None:
-                self._db.execute(
-                    "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, updated = ? "
-                    "WHERE id = ?",
-                    (outcome.state, outcome.reply, int(outcome.charge_attempt), now + outcome.retry_in, now,
-                     finished.id),
-                )  # fmt: skip
-            if not claim_next:
-                return None
-            wait = self._wait_for_slot(limits, now)
-            if wait > 0:
-                return wait
-            row = self._db.execute(
-                "SELECT id, email, name, fields, line, message_id, attempts FROM recipients "
-                "WHERE state = 'pending' AND not_before <= ? ORDER BY id LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:  # nobody left, or only recipients waiting out a retry delay
-                (retry_at,) = self._db.execute(
-                    "SELECT min(not_before) FROM recipients WHERE state = 'pending'"
-                ).fetchone()
-                return None if retry_at is None else max(retry_at - now, 0.001)
-            self._db.execute("UPDATE recipients SET state = 'sending', updated = ? WHERE id = ?", (now, row[0]))
-            self._db.execute("INSERT INTO slots VALUES (?)", (now,))
+        try:
+            with self._mutex, self._transaction():
+                return self._apply(finished, outcome, limits, claim_next, now)
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot write the send journal: {error}", self.path) from None
+
+    def _apply(
+        self,
+        finished: Claim | None,
+        outcome: Outcome | None,
+        limits: tuple[RateLimit, ...],
+        claim_next: bool,
+        now: float,
+    ) -> Claim | float | None:
+        if finished is not None and outcome is not None:
+            self._db.execute(
+                "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, updated = ? "
+                "WHERE id = ?",
+                (outcome.state, outcome.reply, int(outcome.charge_attempt), now + outcome.retry_in, now,
+                 finished.id),
+            )  # fmt: skip
+        if not claim_next:
+            return None
+        wait = self._wait_for_slot(limits, now)
+        if wait > 0:
+            return wait
+        row = self._db.execute(
+            "SELECT id, email, name, fields, line, message_id, attempts FROM recipients "
+            "WHERE state = 'pending' AND not_before <= ? ORDER BY id LIMIT 1",
+            (now,),
+        ).fetchone()
+        if row is None:  # nobody left, or only recipients waiting out a retry delay
+            (retry_at,) = self._db.execute("SELECT min(not_before) FROM recipients WHERE state = 'pending'").fetchone()
+            return None if retry_at is None else max(retry_at - now, 0.001)
+        self._db.execute("UPDATE recipients SET state = 'sending', updated = ? WHERE id = ?", (now, row[0]))
+        self._db.execute("INSERT INTO slots VALUES (?)", (now,))
         recipient = Recipient(email=row[1], name=row[2], fields=json.loads(row[3]), line=row[4])
         return Claim(row[0], recipient, row[5], row[6])
 

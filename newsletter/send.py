@@ -7,6 +7,12 @@ backoff and the consecutive-failure stop live here; durability and rate limits l
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -171,7 +177,15 @@ class Send:
 
 
 class _Runner:
-    """The threads of one run, their shared counters, and the stop signal."""
+    """One run: a worker process per SMTP connection, and the state they share.
+
+    Processes rather than threads, because composing and SMTP framing are Python code that one interpreter lock
+    would serialise. Workers are forked (they inherit the rendered edition, nothing is pickled), ignore Ctrl-C
+    (the parent asks them to finish the message in flight instead), and are killed by the kernel if the parent
+    dies, so a `kill -9` of `newsletter send` stops every connection at once.
+    """
+
+    COUNTERS = ("sent", "failed", "in_doubt")
 
     def __init__(self, send: Send, report: SendReport, on_progress: Callable[[Progress], None] | None) -> None:
         self.send = send
@@ -179,46 +193,73 @@ class _Runner:
         self.report = report
         self.progress = report.progress
         self.on_progress = on_progress
-        self.stop = threading.Event()
-        self.consecutive_failures = 0
-        self.claims = 0
-        self.lock = threading.Lock()
         self.limits = self.options.limits()
+        context = multiprocessing.get_context("fork")
+        self.lock = context.Lock()
+        self.stop = context.Event()
+        self.counters = context.Array("q", len(self.COUNTERS), lock=False)
+        self.consecutive_failures = context.Value("q", 0, lock=False)
+        self.claims = context.Value("q", 0, lock=False)
+        self.reason = context.Array("c", 1000, lock=False)
+        self.parent = os.getpid()
+        self.context = context
+        self.before = (self.progress.sent, self.progress.failed, self.progress.in_doubt)
 
-    def _release_claim(self) -> None:
+    def run(self) -> None:
+        journal = self.send.journal
+        journal.detach()
+        workers = [self.context.Process(target=self._worker, name=f"newsletter-smtp-{n}", daemon=True)
+                   for n in range(max(1, self.options.connections))]  # fmt: skip
+        try:
+            for worker in workers:
+                worker.start()
+            try:
+                while any(worker.is_alive() for worker in workers):
+                    multiprocessing.connection.wait([worker.sentinel for worker in workers], timeout=0.1)
+                    self._report_progress()
+            except KeyboardInterrupt:  # the workers finish the messages in flight and record them
+                self.halt("interrupted")
+                for worker in workers:
+                    worker.join()
+                raise
+        finally:
+            journal.attach()
+            self._report_progress()
+            self.report.stop_reason = self.report.stop_reason or self.reason.value.decode("utf-8", "replace")
+
+    def _report_progress(self) -> None:
         with self.lock:
-            self.claims -= 1
+            counts = self.counters[:]
+        progress = self.progress
+        progress.sent, progress.failed, progress.in_doubt = (b + c for b, c in zip(self.before, counts, strict=True))
+        progress.sent_this_run = counts[0]
+        if self.on_progress:
+            self.on_progress(progress)
+
+    def halt(self, reason: str) -> None:
+        """Stop every worker after its message in flight; the first reason given is the one reported."""
+        with self.lock:
+            if not self.reason.value:
+                self.reason.value = reason.encode("utf-8")[:999]
+        self.stop.set()
 
     def _may_claim(self) -> bool:
         """Reserve one claim of this run's --limit; False once they are all taken."""
         with self.lock:
-            if self.options.limit is not None and self.claims >= self.options.limit:
+            if self.options.limit is not None and self.claims.value >= self.options.limit:
                 return False
-            self.claims += 1
+            self.claims.value += 1
             return True
 
-    def run(self) -> None:
-        threads = [threading.Thread(target=self._worker, name=f"smtp-{n}", daemon=True)
-                   for n in range(max(1, self.options.connections))]  # fmt: skip
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.2)
-        except KeyboardInterrupt:  # finish the messages in flight, record them, then stop
-            self.halt("interrupted")
-            for thread in threads:
-                thread.join()
-            raise
-
-    def halt(self, reason: str) -> None:
+    def _release_claim(self) -> None:
         with self.lock:
-            self.report.stop_reason = self.report.stop_reason or reason
-        self.stop.set()
+            self.claims.value -= 1
 
     def _worker(self) -> None:
-        journal = self.send.journal
+        """The loop of one connection, in its own process."""
+        _die_with_parent(self.parent)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        journal = Journal(self.send.journal.path, locked=False)
         backend: SMTPBackend | None = None
         claim: Claim | None = None
         outcome: Outcome | None = None
@@ -243,15 +284,14 @@ class _Runner:
                 self._count(outcome)
                 connection_failed = outcome.state == "pending" and not outcome.charge_attempt
                 backoff = backoff + 1 if connection_failed else 0
-                if (
-                    connection_failed and not self.stop.is_set()
-                ):  # the server, not the recipient: wait before reconnecting
+                if connection_failed and not self.stop.is_set():  # the server, not the recipient: wait, reconnect
                     self.stop.wait(self._delay(backoff))
         except NewsletterError as error:  # the journal itself failed: nothing more can be recorded safely
             self.halt(str(error))
         finally:
             if backend is not None:
                 backend.close()
+            journal.close()
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff: retry_delay, doubling per attempt, capped at max_retry_delay."""
@@ -269,7 +309,7 @@ class _Runner:
             except DeliveryError as error:  # the server, not this recipient: retry without charging them
                 return Outcome("pending", str(error), charge_attempt=False), None
         message = self.send.factory.compose(claim.recipient)
-        data_started = threading.Event()
+        data_started = threading.Event()  # set by the backend just before DATA
         try:
             return Outcome("sent", backend.send(message, before_data=data_started.set)), backend
         except DeliveryError as error:
@@ -285,19 +325,22 @@ class _Runner:
 
     def _count(self, outcome: Outcome) -> None:
         with self.lock:
-            progress = self.progress
             if outcome.state == "sent":
-                progress.sent += 1
-                progress.sent_this_run += 1
-                self.consecutive_failures = 0
-            else:
-                progress.failed += outcome.state == "failed"
-                progress.in_doubt += outcome.state == "in-doubt"
-                self.consecutive_failures += 1
-                if self.consecutive_failures >= self.options.max_consecutive_failures:
-                    self.report.stop_reason = self.report.stop_reason or (
-                        f"stopped after {self.consecutive_failures} consecutive failed sends (last: {outcome.reply})"
-                    )
-                    self.stop.set()
-            if self.on_progress:
-                self.on_progress(progress)
+                self.counters[0] += 1
+                self.consecutive_failures.value = 0
+                return
+            self.counters[1] += outcome.state == "failed"
+            self.counters[2] += outcome.state == "in-doubt"
+            self.consecutive_failures.value += 1
+            failures = self.consecutive_failures.value
+        if failures >= self.options.max_consecutive_failures:
+            self.halt(f"stopped after {failures} consecutive failed sends (last: {outcome.reply})")
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (prctl PR_SET_PDEATHSIG), so a killed send leaves
+    no orphan still sending; elsewhere the parent check below still catches a parent already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
