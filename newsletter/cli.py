@@ -18,7 +18,7 @@ from . import __version__
 from .config import load_publication
 from .errors import CheckFailed, NewsletterError
 from .importer import import_article
-from .pipeline import build_edition, export_edition, render_checked
+from .pipeline import build_edition, check_edition, export_edition, preview_edition
 
 log = logging.getLogger("newsletter")
 
@@ -34,8 +34,37 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    rendered = render_checked(args.edition)
-    print(f"{_shown(rendered.edition.folder)}: all checks passed ({len(rendered.edition.articles)} article(s))")
+    preview, results = check_edition(args.edition, tools=not args.quick)
+    folder = _shown(preview.rendered.edition.folder)
+    print(f"{folder}: built-in checks passed ({len(preview.rendered.edition.articles)} article(s))")
+    for result in results:
+        print(result.line(), file=sys.stderr if result.status == "failed" else sys.stdout)
+    failed = [r.name for r in results if r.status == "failed"]
+    if failed:
+        print(f"newsletter: {folder}: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from .toolchecks import screenshots
+
+    preview = preview_edition(args.edition)
+    for path in screenshots(preview.html, args.out):
+        print(f"wrote {_shown(path)}")
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .preview import PreviewServer
+
+    server = PreviewServer(args.edition, Path.cwd(), args.port, tools=not args.quick)
+    print(f"reviewing {args.edition} at {server.url} (rebuilds on every change; Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
     return 0
 
 
@@ -212,6 +241,16 @@ def _parser() -> argparse.ArgumentParser:
 
     check = command("check", cmd_check, "run every check of the build without writing anything")
     check.add_argument("edition", help="edition name under issues/, or its folder")
+    check.add_argument("--quick", action="store_true", help="only the built-in checks, not the real tools")
+
+    preview = command("preview", cmd_preview, "serve a review page on 127.0.0.1 that rebuilds on every change")
+    preview.add_argument("edition", help="edition name under issues/, or its folder")
+    preview.add_argument("--port", type=int, default=8025, help="port on 127.0.0.1 (default 8025)")
+    preview.add_argument("--quick", action="store_true", help="skip the real-tool checks on each rebuild")
+
+    shots = command("screenshot", cmd_screenshot, "write desktop.png, mobile.png and dark.png via headless Chromium")
+    shots.add_argument("edition", help="edition name under issues/, or its folder")
+    shots.add_argument("--out", type=Path, required=True, help="output folder")
 
     export = command("export", cmd_export, "dry run: one .eml per recipient plus manifest.csv; never connects")
     export.add_argument("edition", help="edition name under issues/, or its folder")

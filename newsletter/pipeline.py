@@ -21,6 +21,8 @@ from .load import load_edition
 from .model import Publication, Recipient, RenderedEdition
 from .recipients import RecipientList, load_recipients, load_suppressed
 from .render import render_edition
+from .review import ReviewData, review_page
+from .toolchecks import run_tool_checks
 from .verify import check_rendered
 from .writer import atomic_write, safe_join, write_files
 
@@ -46,10 +48,42 @@ def render_checked(
     return inlined
 
 
-def test_recipient(publication: Publication) -> Recipient:
+def placeholder_recipient(publication: Publication) -> Recipient:
     """The placeholder recipient that `build` addresses its .eml to (`test_recipient` in newsletter.toml)."""
     address = parse_mailbox(publication.test_recipient, "[publication] test_recipient", str(publication.source))
     return Recipient(email=address.addr_spec, name=address.display_name)
+
+
+@dataclass(frozen=True)
+class EditionPreview:
+    """The edition as the test recipient gets it: both parts decoded, and the whole message."""
+
+    rendered: RenderedEdition
+    text: str
+    html: str
+    message: ComposedMessage
+
+
+def preview_edition(edition: str | Path, root: Path | None = None) -> EditionPreview:
+    """Render, check and compose the edition for the placeholder test recipient."""
+    rendered = render_checked(edition, root)
+    factory = MessageFactory(rendered)
+    recipient = placeholder_recipient(rendered.publication)
+    text, html = factory.personalise(recipient)
+    return EditionPreview(rendered, text, html, factory.compose(recipient))
+
+
+def check_edition(edition: str | Path, root: Path | None = None, tools: bool = True) -> tuple[EditionPreview, list]:
+    """Every check: the built-in ones (raising CheckFailed) and, with `tools`, the real-tool ones (returned)."""
+    preview = preview_edition(edition, root)
+    results = run_tool_checks(preview.html, preview.message.data, root) if tools else []
+    return preview, results
+
+
+def review_data(preview: EditionPreview, tool_checks: list | None = None) -> ReviewData:
+    note = "" if tool_checks else "Checks by real tools (Chromium, axe-core, SpamAssassin, Nu): `newsletter check`"
+    return ReviewData(preview.rendered.edition.subject, preview.html, preview.text, preview.message.data,
+                      tool_checks=tool_checks or [], tools_note=note)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,16 +95,17 @@ class BuildResult:
 
 
 def build_edition(edition: str | Path, out: Path | None = None, root: Path | None = None) -> BuildResult:
-    """Write email.html, email.txt and email.eml for the test recipient into `out` (build/<edition>/)."""
+    """Write email.html, email.txt, email.eml (for the test recipient) and review.html into build/<edition>/."""
     root = root or Path.cwd()
-    rendered = render_checked(edition, root)
-    factory = MessageFactory(rendered)
-    recipient = test_recipient(rendered.publication)
-    text, html = factory.personalise(recipient)
-    message = factory.compose(recipient)
-    out = out or safe_join(root / BUILD_DIR, rendered.edition.name)
-    files = write_files(out, {"email.html": html, "email.txt": text, "email.eml": message.data})
-    return BuildResult(out, files, message, len(html.encode("utf-8")))
+    preview = preview_edition(edition, root)
+    out = out or safe_join(root / BUILD_DIR, preview.rendered.edition.name)
+    files = write_files(out, {
+        "email.html": preview.html,
+        "email.txt": preview.text,
+        "email.eml": preview.message.data,
+        "review.html": review_page(review_data(preview)),
+    })  # fmt: skip
+    return BuildResult(out, files, preview.message, len(preview.html.encode("utf-8")))
 
 
 @dataclass

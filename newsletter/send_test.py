@@ -13,7 +13,7 @@ from .compose import MessageFactory
 from .config import require_smtp_settings
 from .errors import ContentError, DeliveryError
 from .model import Recipient
-from .pipeline import render_checked, test_recipient
+from .pipeline import placeholder_recipient, render_checked
 from .smtp import SMTPBackend
 
 TEST_PREFIX = "[TEST] "
@@ -43,7 +43,7 @@ def send_test(
     settings = require_smtp_settings(root)
     rendered = render_checked(edition, root)
     factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX)
-    sample_name = test_recipient(rendered.publication).name
+    sample_name = placeholder_recipient(rendered.publication).name
     results = []
     with SMTPBackend(settings, factory.sender.addr_spec, verbose) as backend:
         for address in checked:

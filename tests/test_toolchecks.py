@@ -1,0 +1,141 @@
+"""The real-tool checks: every shipped and test edition passes them, and an edition broken in each way is caught
+by the check meant for it. In CI (CI=true) a missing tool is a failure, not a skip."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_EDITION
+
+from newsletter.compose import MessageFactory
+from newsletter.pipeline import placeholder_recipient, preview_edition, render_checked
+from newsletter.toolchecks import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    WARNING,
+    browser_checks,
+    client_support_check,
+    run_tool_checks,
+    spam_check,
+    standards_check,
+)
+
+
+def usable(check):
+    """Skip (locally) or fail (in CI) when the check's tool is missing."""
+    if check.status == SKIPPED:
+        if os.environ.get("CI"):
+            pytest.fail(f"{check.name} skipped in CI: {check.details}")
+        pytest.skip(f"{check.name}: {check.details}")
+    return check
+
+
+def by_name(checks, name: str):
+    return usable(next(c for c in checks if c.name == name))
+
+
+@pytest.mark.parametrize("edition", [SAMPLE_EDITION, "spring-clinic", "cafe-news"])
+def test_editions_pass_every_tool_check(project: Path, edition: str) -> None:
+    preview = preview_edition(edition, project)
+    for check in run_tool_checks(preview.html, preview.message.data, project):
+        usable(check)
+        assert check.status in (PASSED, WARNING), check.line()
+        assert check.tool and check.seconds >= 0
+        if check.name == "email client support":
+            assert check.status == PASSED, check.line()
+
+
+def test_overflowing_table_is_caught_by_the_layout_check(project: Path) -> None:
+    article = project / "issues" / SAMPLE_EDITION / "wide.md"
+    cells = " | ".join(["Pneumonoultramicroscopicsilico"] * 2)  # unbreakable words: the table cannot shrink
+    article.write_text(f'+++\ntitle = "Wide"\n+++\n\n| {cells} |\n|{"---|" * 2}\n| {cells} |\n', encoding="utf-8")
+    toml = project / "issues" / SAMPLE_EDITION / "issue.toml"
+    toml.write_text(toml.read_text().replace('articles = ["', 'articles = ["wide.md", "'), encoding="utf-8")
+    preview = preview_edition(SAMPLE_EDITION, project)
+    layout = by_name(browser_checks(preview.html, project), "responsive layout")
+    assert layout.status == FAILED
+    assert any(re.match(r"at 375px the page is \d+px wide", d) for d in layout.details), layout.details
+
+
+def test_missing_alt_is_caught_by_axe(project: Path) -> None:
+    html = preview_edition("spring-clinic", project).html
+    broken = re.sub(r'<img src="data:image/png;base64,[^"]*" alt="[^"]*"', '<img src="data:image/png;base64,AA"', html)
+    assert broken != html
+    access = by_name(browser_checks(broken, project), "accessibility")
+    assert access.status == FAILED and any(d.startswith("image-alt") for d in access.details), access.details
+
+
+def test_low_contrast_brand_colour_is_caught_by_axe(project: Path) -> None:
+    config = project / "newsletter.toml"
+    config.write_text(config.read_text().replace('brand_color = "#1f5f8b"', 'brand_color = "#b9d3e6"'))
+    html = preview_edition("spring-clinic", project).html
+    access = by_name(browser_checks(html, project), "accessibility")
+    assert access.status == FAILED and any(d.startswith("color-contrast") for d in access.details), access.details
+
+
+def test_low_contrast_in_dark_mode_is_caught_by_the_layout_check(project: Path) -> None:
+    html = preview_edition(SAMPLE_EDITION, project).html
+    broken = html.replace(".article, .article h1, .article h2, .article h3 { color: #e6edf3 !important; }",
+                          ".article, .article h1, .article h2, .article h3 { color: #30363d !important; }")  # fmt: skip
+    assert broken != html
+    layout = by_name(browser_checks(broken, project), "responsive layout")
+    assert layout.status == FAILED
+    assert any(d.startswith("dark mode at 375px, contrast below WCAG AA") for d in layout.details)
+
+
+def test_view_online_text_part_is_caught_by_spamassassin(project: Path) -> None:
+    rendered = render_checked(SAMPLE_EDITION, project)
+    lazy = dataclasses.replace(rendered, text="View this email online: https://example.org/archive\n")
+    message = MessageFactory(lazy).compose(placeholder_recipient(rendered.publication))
+    spam = usable(spam_check(message.data))
+    assert spam.status == FAILED and any(d.startswith("MPART_ALT_DIFF") for d in spam.details), spam.details
+    good = usable(spam_check(preview_edition(SAMPLE_EDITION, project).message.data))
+    assert good.status == PASSED, good.details
+
+
+def test_html_errors_beyond_the_allowlist_are_caught_by_vnu(project: Path) -> None:
+    html = preview_edition(SAMPLE_EDITION, project).html
+    broken = html.replace('<td class="footer"', '<td class="footer" id="x" id="y"', 1)
+    standards = usable(standards_check(broken, project))
+    assert standards.status == FAILED
+    assert any("Duplicate attribute" in d for d in standards.details), standards.details
+    assert usable(standards_check(html, project)).status == PASSED
+
+
+def test_unsupported_css_is_a_warning_not_a_failure(project: Path) -> None:
+    html = preview_edition(SAMPLE_EDITION, project).html.replace(
+        '<p class="copyright"', '<p style="position: absolute"'
+    )
+    support = usable(client_support_check(html, project))
+    assert support.status == WARNING
+    assert any("css-position" in d and "outlook windows" in d for d in support.details), support.details
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_screenshot_command_writes_three_pngs(project: Path, cli) -> None:
+    usable(browser_checks("<html lang=en><h1>x</h1></html>", project)[0])
+    result = cli("screenshot", SAMPLE_EDITION, "--out", "shots")
+    assert result.code == 0, result.err
+    sizes = {name: png_size(project / "shots" / name) for name in ("desktop.png", "mobile.png", "dark.png")}
+    assert sizes["desktop.png"][0] == 1024 and sizes["mobile.png"][0] == 375 and sizes["dark.png"][0] == 375
+    assert all(height > 1500 for _, height in sizes.values()), sizes  # the whole email, not one screen
+
+
+def test_check_command_reports_each_tool(project: Path, cli) -> None:
+    result = cli("check", SAMPLE_EDITION)
+    for name in ("responsive layout", "accessibility", "spam score", "HTML standards", "email client support"):
+        assert re.search(rf"^{name}: (passed|warning|skipped) \(.+, \d+\.\d s\)$", result.out, re.M), result.out
+    if os.environ.get("CI"):
+        assert "skipped" not in result.out
+    assert result.code == 0, result.err
