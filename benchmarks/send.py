@@ -158,18 +158,22 @@ def main() -> None:
 
 
 def profile_send(work: Path, env: dict[str, str]) -> None:
-    """Run the same send in-process with every connection thread under cProfile; print the merged profile."""
+    """Run the same send in-process with every connection's worker process under cProfile; print the merged
+    profile (the workers write their stats to files, which the parent reads back)."""
     from newsletter import send as send_module
 
     shutil.rmtree(work / ".newsletter", ignore_errors=True)
     os.environ.update(env)
-    profiles: list[cProfile.Profile] = []
+    stats_dir = work / "profiles"
+    stats_dir.mkdir()
     original = send_module._Runner._worker
 
-    def profiled(runner) -> None:
+    def profiled(runner, pipe) -> None:
         profiler = cProfile.Profile()
-        profiles.append(profiler)
-        profiler.runcall(original, runner)
+        try:
+            profiler.runcall(original, runner, pipe)
+        finally:
+            profiler.dump_stats(str(stats_dir / f"{os.getpid()}.prof"))
 
     send_module._Runner._worker = profiled
     send = send_module.Send(EDITION, work / "list.csv", work, send_module.SendOptions(connections=4))
@@ -180,11 +184,12 @@ def profile_send(work: Path, env: dict[str, str]) -> None:
     send_module._Runner._worker = original
     print(f"profiled in-process run: {rate(report.progress.sent, elapsed)} (slower: profiling costs)")
     out = io.StringIO()
-    stats = pstats.Stats(profiles[0], stream=out)
-    for profile in profiles[1:]:
-        stats.add(profile)
-    stats.sort_stats("tottime").print_stats(20)
-    print(out.getvalue())
+    files = sorted(stats_dir.glob("*.prof"))
+    stats = pstats.Stats(str(files[0]), stream=out)
+    for extra in files[1:]:
+        stats.add(str(extra))
+    stats.sort_stats("tottime").print_stats(18)
+    print("worker processes:\n" + out.getvalue().split("Ordered by")[1])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ every real mailbox uses, and anything stranger is reported rather than guessed a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from email.headerregistry import Address
 
 from .errors import ConfigError, ContentError
@@ -15,6 +16,7 @@ from .errors import ConfigError, ContentError
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 _NAME_ADDR = re.compile(r"^\s*(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$")
 
 
@@ -22,21 +24,27 @@ def address_problem(addr: str) -> str | None:
     """Why `addr` is not a usable mailbox (`None` when it is)."""
     if not addr:
         return "empty address"
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in addr):
+    if _SPACE_OR_CONTROL.search(addr):
         return f"invalid address {addr!r}: contains white space or a control character"
     local, at, domain = addr.rpartition("@")
     if not at or not local or not domain:
         return f"invalid address {addr!r}: expected name@domain"
     if len(local) > 64 or not _LOCAL.match(local):
         return f"invalid address {addr!r}: bad local part"
+    if not _domain_ok(domain):
+        return f"invalid address {addr!r}: bad domain"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _domain_ok(domain: str) -> bool:
+    """Cached: a subscriber list has many addresses but few domains, and IDNA encoding is slow."""
     try:
         ascii_domain = domain.encode("idna").decode("ascii")
     except UnicodeError:
-        return f"invalid address {addr!r}: bad domain"
+        return False
     labels = ascii_domain.split(".")
-    if len(labels) < 2 or len(ascii_domain) > 253 or not all(_LABEL.match(label) for label in labels):
-        return f"invalid address {addr!r}: bad domain"
-    return None
+    return len(labels) >= 2 and len(ascii_domain) <= 253 and all(_LABEL.match(label) for label in labels)
 
 
 def parse_mailbox(value: str, key: str, source: str = "configuration") -> Address:

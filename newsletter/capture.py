@@ -32,11 +32,17 @@ class Received:
 class CaptureHandler:
     """aiosmtpd handler: keeps every message in memory and, with a folder, writes it there as an .eml file."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, pipelining: bool = True) -> None:
         self.folder = folder
+        self.pipelining = pipelining
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]):
+        """Offer PIPELINING like Postfix does (aiosmtpd reads pipelined commands in order anyway)."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data = envelope.original_content or envelope.content

@@ -5,8 +5,8 @@ SQLite in WAL mode with `synchronous=FULL`: a commit is on disk before `commit()
 or `failed` (a permanent refusal, with the server's reply). A row still `sending` when a run starts belonged to a
 run that died between claiming it and recording the reply: the server may or may not have the message (RFC
 1047), so it becomes `in-doubt` and is only sent again when the user says so. Finishing one recipient and claiming
-the next share one commit, so a message costs one fsync. Each sending process opens its own connection
-(`Journal(path, locked=False)`); SQLite's WAL serialises their commits.
+the next share one commit, and the steps of all connections waiting at the same moment share it too (group
+commit), so a message costs a fraction of an fsync.
 
 The same commit also enforces the rate limits: every claim records a timestamp, and a claim that would exceed a
 limit within its sliding window is refused with the time to wait, so limits hold across connections and restarts.
@@ -73,12 +73,23 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of a claimed recipient: a final state, or `pending` again to retry after `retry_in` seconds."""
+    """What became of a claimed recipient: a final state, or `pending` again to retry after `retry_in` seconds.
+    `fatal` says the whole send must stop (the server refused our login)."""
 
     state: str
     reply: str = ""
     charge_attempt: bool = True
     retry_in: float = 0.0
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class Step:
+    """One connection's turn: the outcome of the recipient it finished (if any), and whether it wants another."""
+
+    finished: Claim | None = None
+    outcome: Outcome | None = None
+    claim_next: bool = True
 
 
 def journal_path(root: Path, edition_name: str) -> Path:
@@ -95,9 +106,8 @@ def fingerprint(values: Iterable[str]) -> str:
 class Journal:
     """One edition's send journal, locked to one `newsletter send` process at a time."""
 
-    def __init__(self, path: Path, read_only: bool = False, locked: bool = True) -> None:
-        """`read_only` for `status` (safe beside a running send); `locked=False` for the worker processes of a
-        send, whose parent holds the lock."""
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """`read_only` for `status`, safe beside a running send; otherwise locked to this process."""
         self.path = path
         self._lock_file = None
         self._mutex = threading.Lock()
@@ -105,13 +115,12 @@ class Journal:
             self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        if locked:
-            self._lock_file = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the journal's lifetime)
-            try:
-                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self._lock_file.close()
-                raise ContentError("another `newsletter send` of this edition is running", path) from None
+        self._lock_file = open(path.with_suffix(".lock"), "w")  # noqa: SIM115 (held for the journal's lifetime)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise ContentError("another `newsletter send` of this edition is running", path) from None
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -200,37 +209,30 @@ class Journal:
 
     # --- the send loop ----------------------------------------------------------------------------------------
 
-    def advance(
-        self, finished: Claim | None, outcome: Outcome | None, limits: tuple[RateLimit, ...], claim_next: bool = True
-    ) -> Claim | float | None:
-        """Record `outcome` for `finished` and claim the next pending recipient, in one durable commit.
+    def advance(self, steps: list[Step], limits: tuple[RateLimit, ...]) -> list[Claim | float | None]:
+        """Apply several connections' steps in one durable commit (group commit: one fsync for all of them).
 
-        Returns the new Claim; or, when a rate limit is reached or every pending recipient is waiting out a retry
-        delay, the seconds to wait before asking again; or None when nobody is left to claim.
+        Each step records the outcome of the recipient a connection just finished and, if asked, claims the next
+        pending one. Each answer is the new Claim; or, when a rate limit is reached or every pending recipient is
+        waiting out a retry delay, the seconds to wait before asking again; or None when nobody is left.
         """
         now = time.time()
         try:
             with self._mutex, self._transaction():
-                return self._apply(finished, outcome, limits, claim_next, now)
+                return [self._apply(step, limits, now) for step in steps]
         except sqlite3.Error as error:
             raise JournalError(f"cannot write the send journal: {error}", self.path) from None
 
-    def _apply(
-        self,
-        finished: Claim | None,
-        outcome: Outcome | None,
-        limits: tuple[RateLimit, ...],
-        claim_next: bool,
-        now: float,
-    ) -> Claim | float | None:
-        if finished is not None and outcome is not None:
+    def _apply(self, step: Step, limits: tuple[RateLimit, ...], now: float) -> Claim | float | None:
+        if step.finished is not None and step.outcome is not None:
+            outcome = step.outcome
             self._db.execute(
                 "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, updated = ? "
                 "WHERE id = ?",
                 (outcome.state, outcome.reply, int(outcome.charge_attempt), now + outcome.retry_in, now,
-                 finished.id),
+                 step.finished.id),
             )  # fmt: skip
-        if not claim_next:
+        if not step.claim_next:
             return None
         wait = self._wait_for_slot(limits, now)
         if wait > 0:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import SMTPSettings, require_smtp_settings
 from .errors import AuthenticationFailed, ConfigError, DeliveryError, NewsletterError
-from .journal import Claim, Journal, Outcome, RateLimit, fingerprint, journal_path
+from .journal import Claim, Journal, Outcome, RateLimit, Step, fingerprint, journal_path
 from .pipeline import prepare_for_recipients
 from .recipients import load_suppressed
 from .smtp import SMTPBackend
@@ -177,15 +177,14 @@ class Send:
 
 
 class _Runner:
-    """One run: a worker process per SMTP connection, and the state they share.
+    """One run: a worker process per SMTP connection, coordinated by this process, which alone keeps the journal.
 
     Processes rather than threads, because composing and SMTP framing are Python code that one interpreter lock
-    would serialise. Workers are forked (they inherit the rendered edition, nothing is pickled), ignore Ctrl-C
-    (the parent asks them to finish the message in flight instead), and are killed by the kernel if the parent
-    dies, so a `kill -9` of `newsletter send` stops every connection at once.
+    would serialise. Workers are forked (they inherit the rendered edition, nothing is pickled), ignore Ctrl-C, and
+    are killed by the kernel if this process dies, so a `kill -9` of `newsletter send` stops every connection at
+    once. Each worker asks over a pipe for its next recipient, reporting the outcome of the last one; this process
+    answers all the workers that are waiting with one journal commit (group commit), so they share an fsync.
     """
-
-    COUNTERS = ("sent", "failed", "in_doubt")
 
     def __init__(self, send: Send, report: SendReport, on_progress: Callable[[Progress], None] | None) -> None:
         self.send = send
@@ -194,104 +193,129 @@ class _Runner:
         self.progress = report.progress
         self.on_progress = on_progress
         self.limits = self.options.limits()
-        context = multiprocessing.get_context("fork")
-        self.lock = context.Lock()
-        self.stop = context.Event()
-        self.counters = context.Array("q", len(self.COUNTERS), lock=False)
-        self.consecutive_failures = context.Value("q", 0, lock=False)
-        self.claims = context.Value("q", 0, lock=False)
-        self.reason = context.Array("c", 1000, lock=False)
+        self.context = multiprocessing.get_context("fork")
+        self.stop = self.context.Event()  # wakes workers out of their backoff waits
+        self.consecutive_failures = 0
+        self.claims = 0
         self.parent = os.getpid()
-        self.context = context
-        self.before = (self.progress.sent, self.progress.failed, self.progress.in_doubt)
+
+    def halt(self, reason: str) -> None:
+        """Stop handing out recipients; workers finish their message in flight. The first reason is reported."""
+        self.report.stop_reason = self.report.stop_reason or reason
+        self.stop.set()
 
     def run(self) -> None:
         journal = self.send.journal
-        journal.detach()
-        workers = [self.context.Process(target=self._worker, name=f"newsletter-smtp-{n}", daemon=True)
-                   for n in range(max(1, self.options.connections))]  # fmt: skip
+        journal.detach()  # an SQLite connection must not cross a fork
+        pipes, workers = [], []
+        for number in range(max(1, self.options.connections)):
+            mine, theirs = self.context.Pipe()
+            worker = self.context.Process(target=self._worker, args=(theirs,), name=f"newsletter-smtp-{number}")
+            worker.start()
+            theirs.close()
+            pipes.append(mine)
+            workers.append(worker)
+        journal.attach()
         try:
-            for worker in workers:
-                worker.start()
-            try:
-                while any(worker.is_alive() for worker in workers):
-                    multiprocessing.connection.wait([worker.sentinel for worker in workers], timeout=0.1)
-                    self._report_progress()
-            except KeyboardInterrupt:  # the workers finish the messages in flight and record them
-                self.halt("interrupted")
-                for worker in workers:
-                    worker.join()
-                raise
+            self._coordinate(pipes)
         finally:
-            journal.attach()
-            self._report_progress()
-            self.report.stop_reason = self.report.stop_reason or self.reason.value.decode("utf-8", "replace")
+            for worker in workers:
+                worker.join()
 
-    def _report_progress(self) -> None:
-        with self.lock:
-            counts = self.counters[:]
-        progress = self.progress
-        progress.sent, progress.failed, progress.in_doubt = (b + c for b, c in zip(self.before, counts, strict=True))
-        progress.sent_this_run = counts[0]
-        if self.on_progress:
-            self.on_progress(progress)
+    def _coordinate(self, pipes: list) -> None:
+        """Serve the workers' steps until every worker has gone; Ctrl-C stops new claims, not the bookkeeping."""
+        interrupted = False
+        last_report = 0.0
+        while pipes:
+            try:
+                ready = multiprocessing.connection.wait(pipes, timeout=0.2)
+                steps = []
+                for pipe in ready:
+                    try:
+                        steps.append((pipe, pipe.recv()))
+                    except EOFError:  # the worker is done (or died: its recipient stays `sending`)
+                        pipes.remove(pipe)
+                if steps:
+                    self._answer(steps)
+                if time.monotonic() - last_report > 0.1 or not pipes:
+                    last_report = time.monotonic()
+                    if self.on_progress:
+                        self.on_progress(self.progress)
+            except KeyboardInterrupt:
+                interrupted = True
+                self.halt("interrupted")
+        if interrupted:
+            raise KeyboardInterrupt
 
-    def halt(self, reason: str) -> None:
-        """Stop every worker after its message in flight; the first reason given is the one reported."""
-        with self.lock:
-            if not self.reason.value:
-                self.reason.value = reason.encode("utf-8")[:999]
-        self.stop.set()
+    def _answer(self, requests: list) -> None:
+        """Record every outcome and hand out the next recipients, in one durable commit."""
+        steps = []
+        for _, step in requests:
+            if step.outcome is not None:
+                self._count(step.outcome)
+            wants = step.claim_next and not self.stop.is_set() and self._may_claim()
+            steps.append(Step(step.finished, step.outcome, wants))
+        try:
+            answers = self.send.journal.advance(steps, self.limits)
+        except NewsletterError as error:  # nothing more can be recorded safely
+            self.halt(str(error))
+            answers = [None] * len(steps)
+        for (pipe, _), step, answer in zip(requests, steps, answers, strict=True):
+            if step.claim_next and not isinstance(answer, Claim):
+                self.claims -= 1  # the reserved claim was not used
+            pipe.send(answer)
 
     def _may_claim(self) -> bool:
         """Reserve one claim of this run's --limit; False once they are all taken."""
-        with self.lock:
-            if self.options.limit is not None and self.claims.value >= self.options.limit:
-                return False
-            self.claims.value += 1
-            return True
+        if self.options.limit is not None and self.claims >= self.options.limit:
+            return False
+        self.claims += 1
+        return True
 
-    def _release_claim(self) -> None:
-        with self.lock:
-            self.claims.value -= 1
+    def _count(self, outcome: Outcome) -> None:
+        progress = self.progress
+        if outcome.fatal:
+            self.halt(outcome.reply)
+        if outcome.state == "sent":
+            progress.sent += 1
+            progress.sent_this_run += 1
+            self.consecutive_failures = 0
+            return
+        progress.failed += outcome.state == "failed"
+        progress.in_doubt += outcome.state == "in-doubt"
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.options.max_consecutive_failures:
+            self.halt(f"stopped after {self.consecutive_failures} consecutive failed sends (last: {outcome.reply})")
 
-    def _worker(self) -> None:
-        """The loop of one connection, in its own process."""
+    def _worker(self, pipe) -> None:
+        """The loop of one connection, in its own process: ask for a recipient, send, report, repeat."""
         _die_with_parent(self.parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        journal = Journal(self.send.journal.path, locked=False)
         backend: SMTPBackend | None = None
-        claim: Claim | None = None
-        outcome: Outcome | None = None
+        step = Step()
         backoff = 0
         try:
             while True:
-                if self.stop.is_set() or not self._may_claim():
-                    if claim is not None and outcome is not None:
-                        journal.advance(claim, outcome, (), claim_next=False)
+                pipe.send(step)
+                answer = pipe.recv()
+                if answer is None:
                     return
-                step = journal.advance(claim, outcome, self.limits)
-                claim = outcome = None
-                if not isinstance(step, Claim):
-                    self._release_claim()
-                if step is None:
-                    return
-                if isinstance(step, float):
-                    self.stop.wait(step)
+                if isinstance(answer, float):
+                    step = Step()
+                    self.stop.wait(answer)
                     continue
-                claim = step
-                outcome, backend = self._deliver(claim, backend)
-                self._count(outcome)
+                outcome, backend = self._deliver(answer, backend)
+                step = Step(answer, outcome)
                 connection_failed = outcome.state == "pending" and not outcome.charge_attempt
                 backoff = backoff + 1 if connection_failed else 0
-                if connection_failed and not self.stop.is_set():  # the server, not the recipient: wait, reconnect
+                if connection_failed and not outcome.fatal:  # the server, not the recipient: wait, then reconnect
                     self.stop.wait(self._delay(backoff))
-        except NewsletterError as error:  # the journal itself failed: nothing more can be recorded safely
-            self.halt(str(error))
+        except (EOFError, OSError):  # the coordinator is gone; the kernel ends this process with it
+            return
         finally:
             if backend is not None:
                 backend.close()
-            journal.close()
+            pipe.close()
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff: retry_delay, doubling per attempt, capped at max_retry_delay."""
@@ -304,8 +328,7 @@ class _Runner:
             try:
                 backend.connect()
             except AuthenticationFailed as error:  # no point trying again with the same password
-                self.halt(str(error))
-                return Outcome("pending", str(error), charge_attempt=False), None
+                return Outcome("pending", str(error), charge_attempt=False, fatal=True), None
             except DeliveryError as error:  # the server, not this recipient: retry without charging them
                 return Outcome("pending", str(error), charge_attempt=False), None
         message = self.send.factory.compose(claim.recipient)
@@ -322,19 +345,6 @@ class _Runner:
                 return Outcome("failed", f"gave up after {claim.attempts + 1} attempts: {error}"), None
             # a temporary refusal: retry this recipient later, and go on with the next one meanwhile
             return Outcome("pending", str(error), retry_in=self._delay(claim.attempts + 1)), None
-
-    def _count(self, outcome: Outcome) -> None:
-        with self.lock:
-            if outcome.state == "sent":
-                self.counters[0] += 1
-                self.consecutive_failures.value = 0
-                return
-            self.counters[1] += outcome.state == "failed"
-            self.counters[2] += outcome.state == "in-doubt"
-            self.consecutive_failures.value += 1
-            failures = self.consecutive_failures.value
-        if failures >= self.options.max_consecutive_failures:
-            self.halt(f"stopped after {failures} consecutive failed sends (last: {outcome.reply})")
 
 
 def _die_with_parent(parent: int) -> None:

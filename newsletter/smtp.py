@@ -150,32 +150,58 @@ class SMTPBackend:
         try:
             smtp.login(self.settings.username, self.settings.password)
         except smtplib.SMTPAuthenticationError as error:
+            reply = _reply(error.smtp_code, error.smtp_error)
             raise AuthenticationFailed(
-                f"authentication failed for user {self.settings.username} at {self.where}: {_reply(error)}",
-                error.smtp_code,
+                f"authentication failed for user {self.settings.username} at {self.where}: {reply}", error.smtp_code
             ) from None
 
     def send(self, message: ComposedMessage, before_data: Callable[[], None] | None = None) -> str:
-        """Send one message and return the server's final reply; `before_data` runs just before DATA, the last
-        moment at which failing cannot leave the message half-delivered (the send journal records it there)."""
+        """Send one message and return the server's final reply.
+
+        `before_data` runs once the server has said 354 and before the first byte of the message: from then on a
+        lost connection leaves it unknown whether the server kept the message (RFC 1047). MAIL, RCPT and DATA go
+        in one write when the server offers PIPELINING (RFC 2920), saving two round trips per message.
+        """
         smtp = self._require()
         recipient = envelope_address(message.recipient.email)
+        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{recipient}>", "DATA"]
         with self._translated(f"send to {message.recipient.email} via"):
-            code, reply = smtp.mail(self.sender)
-            self._expect(250, code, reply, f"MAIL FROM:<{self.sender}> refused")
-            code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                smtp.rset()
-                raise DeliveryError(f"{self.where} refused recipient {recipient}: {code} {_text(reply)}", code)
+            replies = self._envelope(smtp, commands)
+            (mail, rcpt, data) = replies + [(0, b"")] * (3 - len(replies))
+            if mail[0] != 250 or rcpt[0] not in (250, 251) or data[0] != 354:
+                if data[0] != 354:
+                    smtp.rset()
+                else:  # pipelined DATA was accepted although MAIL or RCPT was not: end it empty, then reset
+                    smtp.send(b".\r\n")
+                    smtp.getreply()
+                    smtp.rset()
+                if mail[0] != 250:
+                    raise DeliveryError(f"{self.where}: MAIL FROM:<{self.sender}> refused: {_reply(*mail)}", mail[0])
+                if rcpt[0] not in (250, 251):
+                    raise DeliveryError(f"{self.where} refused recipient {recipient}: {_reply(*rcpt)}", rcpt[0])
+                raise DeliveryError(f"{self.where}: DATA refused: {_reply(*data)}", data[0])
             if before_data:
                 before_data()
-            code, reply = smtp.data(message.data)
-            self._expect(250, code, reply, f"message to {recipient} refused after DATA")
-        return f"{code} {_text(reply)}"
+            smtp.send(message.data.replace(b"\r\n.", b"\r\n..") + b".\r\n")  # data ends in CRLF; dot-stuffed
+            code, reply = smtp.getreply()
+            if code != 250:
+                raise DeliveryError(
+                    f"{self.where}: message to {recipient} refused after DATA: {_reply(code, reply)}", code
+                )
+        return _reply(code, reply)
 
-    def _expect(self, wanted: int, code: int, reply: bytes, what: str) -> None:
-        if code != wanted:
-            raise DeliveryError(f"{self.where}: {what}: {code} {_text(reply)}", code)
+    def _envelope(self, smtp: smtplib.SMTP, commands: list[str]) -> list[tuple[int, bytes]]:
+        """Replies to MAIL, RCPT and DATA: all at once when pipelining, else one by one up to the first refusal."""
+        if smtp.has_extn("pipelining"):
+            smtp.send("".join(f"{command}\r\n" for command in commands))
+            return [smtp.getreply() for _ in commands]
+        replies = []
+        for command in commands:
+            smtp.putcmd(command)
+            replies.append(smtp.getreply())
+            if replies[-1][0] >= 400:
+                break
+        return replies
 
     def _require(self) -> smtplib.SMTP:
         if self._smtp is None:
@@ -227,7 +253,7 @@ class _Translate:
         elif isinstance(error, smtplib.SMTPServerDisconnected):
             message = f"cannot {self.action} {where}: the server closed the connection"
         elif isinstance(error, smtplib.SMTPResponseException):
-            message = f"cannot {self.action} {where}: {_reply(error)}"
+            message = f"cannot {self.action} {where}: {_reply(error.smtp_code, error.smtp_error)}"
             raise DeliveryError(message, error.smtp_code) from None
         elif isinstance(error, (smtplib.SMTPException, OSError)):
             message = f"cannot {self.action} {where}: {error.__class__.__name__}: {error}"
@@ -241,5 +267,5 @@ def _text(reply: bytes | str) -> str:
     return " ".join(text.split())
 
 
-def _reply(error: smtplib.SMTPResponseException) -> str:
-    return f"{error.smtp_code} {_text(error.smtp_error)}"
+def _reply(code: int, reply: bytes | str) -> str:
+    return f"{code} {_text(reply)}"

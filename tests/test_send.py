@@ -68,8 +68,8 @@ def journal_rows(project: Path) -> dict[str, str]:
 class Faulty(CaptureHandler):
     """Fails chosen recipients once, in one of the ways real servers fail, then behaves."""
 
-    def __init__(self, faults: dict[str, str]) -> None:
-        super().__init__()
+    def __init__(self, faults: dict[str, str], pipelining: bool = True) -> None:
+        super().__init__(pipelining=pipelining)
         self.faults = dict(faults)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -101,11 +101,12 @@ class Faulty(CaptureHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_faults_end_exactly_once_or_reported(project: Path, smtp_server, sending) -> None:
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_faults_end_exactly_once_or_reported(project: Path, smtp_server, sending, pipelining: bool) -> None:
     faults = {"r00001@example.org": "421", "r00002@example.org": "451", "r00003@example.org": "554",
               "r00004@example.org": "abort", "r00005@example.org": "store-abort",
               "r00006@example.org": "rcpt-421", "r00007@example.org": "rcpt-550"}  # fmt: skip
-    server = smtp_server(handler=Faulty(faults))
+    server = smtp_server(handler=Faulty(faults, pipelining))
     sending(server)
     report = run_send(project, recipients_file(project / "list.csv", 12))
     counts, states = received_counts(server.handler), journal_rows(project)

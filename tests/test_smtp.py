@@ -145,8 +145,9 @@ class Refusing(CaptureHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_rcpt_550_and_data_554_are_reported_per_address(project: Path, cli, smtp_server, smtp_env) -> None:
-    server = smtp_server(handler=Refusing())
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_rcpt_550_and_data_554_are_reported_per_address(project, cli, smtp_server, smtp_env, pipelining) -> None:
+    server = smtp_server(handler=Refusing(pipelining=pipelining))
     smtp_env(server.env("none"))
     result = cli("send-test", SAMPLE_EDITION, "--to", "unknown@example.org", "--to", "spam@example.org",
                  "--to", "me@example.org")  # fmt: skip
