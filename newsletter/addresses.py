@@ -8,8 +8,8 @@ every real mailbox uses, and anything stranger is reported rather than guessed a
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from email.headerregistry import Address
+from functools import lru_cache
 
 from .errors import ConfigError, ContentError
 
