@@ -98,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--mailmerge", type=int, default=500, help="messages for the mailmerge reference")
     args = parser.parse_args()
     count = args.recipients
     for tool in (SINK, SOURCE):
@@ -129,12 +130,12 @@ def main() -> None:
         print(f"reference smtp-source -s 4:              {rate(count, source)}")
         plain = smtplib_reference(port, messages)
         print(f"reference smtplib, 4 reused connections:  {rate(count, plain)}")
-        slice_ = min(500, count)
+        slice_ = min(args.mailmerge, count)
         merged = mailmerge_reference(work, port, messages[0], slice_)
         if merged is None:
             print("reference mailmerge:                       not installed (pip install mailmerge)")
         else:
-            print(f"reference mailmerge (500-message slice):  {rate(slice_, merged)}")
+            print(f"reference mailmerge ({slice_:,} messages):   {rate(slice_, merged)}")
 
         env = {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
                "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip

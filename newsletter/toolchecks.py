@@ -131,26 +131,27 @@ def open_page(instance, html: str, width: int, dark: bool = False):
     return page
 
 
-BROWSER_SCRIPTS = Path(__file__).parent / "browser"
+INSPECT_SCRIPT = Path(__file__).parent / "browser" / "inspect.js"
 
 
-def _script(name: str) -> str:
-    """A function expression from newsletter/browser/, minus its leading comment line."""
-    return (BROWSER_SCRIPTS / name).read_text(encoding="utf-8").split("\n", 1)[1]
+def inspect_page(instance, html: str, width: int, dark: bool = False) -> dict:
+    """Run newsletter/browser/inspect.js on the email at `width`, in light or dark mode."""
+    script = INSPECT_SCRIPT.read_text(encoding="utf-8")
+    return open_page(instance, html, width, dark).evaluate(script, {"minFont": MIN_FONT_PX, "dark": dark})
 
 
 def layout_problems(instance, html: str) -> list[str]:
     """Phone: no horizontal scroll, text >= 14px, images within the column. Desktop: column <= 600px, centred.
     Dark mode: WCAG AA contrast for every visible piece of text."""
     problems = []
-    phone = open_page(instance, html, PHONE).evaluate(_script("layout.js"), MIN_FONT_PX)
+    phone = inspect_page(instance, html, PHONE)
     if phone["scrollWidth"] > PHONE:
         problems.append(
             f"at {PHONE}px the page is {phone['scrollWidth']}px wide: something overflows (scrolls sideways)"
         )
     problems += [f"at {PHONE}px text under {MIN_FONT_PX}px: {s}" for s in phone["small"]]
     problems += [f"at {PHONE}px an image overflows: {w}" for w in phone["wide"]]
-    desktop = open_page(instance, html, DESKTOP).evaluate(_script("layout.js"), MIN_FONT_PX)
+    desktop = inspect_page(instance, html, DESKTOP)
     column = desktop["column"]
     if column is None:
         problems.append(f"at {DESKTOP}px no content column narrower than the window holds the <h1>")
@@ -160,7 +161,7 @@ def layout_problems(instance, html: str) -> list[str]:
         if abs(column["left"] - (desktop["viewport"] - column["right"])) > 2:
             problems.append(f"at {DESKTOP}px the content column is not centred")
     for width in (PHONE, DESKTOP):
-        low = open_page(instance, html, width, dark=True).evaluate(_script("contrast.js"), True)
+        low = inspect_page(instance, html, width, dark=True)["low"]
         problems += [f"dark mode at {width}px, contrast below WCAG AA: {item}" for item in low]
     return problems
 
