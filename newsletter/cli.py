@@ -10,7 +10,6 @@ import argparse
 import csv
 import logging
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -117,7 +116,9 @@ def cmd_send(args: argparse.Namespace) -> int:
             return _send_exit(send.journal.counts())
         if not args.yes and not _confirmed():
             return 1
-        report = send.run(_progress_printer())
+        printer = _ProgressPrinter()
+        report = send.run(printer)
+        printer.finish()
     except KeyboardInterrupt:
         print("\nnewsletter: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
@@ -152,30 +153,31 @@ def _confirmed() -> bool:
     return True
 
 
-def _progress_printer():
+class _ProgressPrinter:
     """A progress bar redrawn in place on a terminal; elsewhere one plain line per 1,000 messages."""
-    on_terminal = sys.stderr.isatty()
-    last = [0.0]
 
-    def show(progress) -> None:
-        if on_terminal:
-            now = time.monotonic()
-            if now - last[0] < 0.1 and progress.done != progress.total:
-                return
-            last[0] = now
+    def __init__(self) -> None:
+        self.on_terminal = sys.stderr.isatty()
+        self.thousands = None
+
+    def __call__(self, progress) -> None:
+        if self.on_terminal:
             width = 30
             filled = int(width * progress.done / max(progress.total, 1))
             eta = f"{progress.eta:.0f}s" if progress.eta is not None else "?"
             print(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} sent {progress.sent} "
                   f"failed {progress.failed} in doubt {progress.in_doubt} {progress.rate:.0f}/s ETA {eta}  ",
                   end="", file=sys.stderr, flush=True)  # fmt: skip
-            if progress.done == progress.total:
-                print(file=sys.stderr)
-        elif progress.done % 1000 == 0:
-            print(f"{progress.done}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
+            return
+        thousands = progress.done // 1000
+        if self.thousands is not None and thousands > self.thousands:
+            print(f"{thousands * 1000}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
                   f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s", flush=True)  # fmt: skip
+        self.thousands = thousands
 
-    return show
+    def finish(self) -> None:
+        if self.on_terminal:
+            print(file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

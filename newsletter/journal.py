@@ -188,7 +188,10 @@ class Journal:
     def recover(self) -> int:
         """Rows left `sending` by a run that died become `in-doubt`; returns how many."""
         with self._transaction():
-            return self._db.execute("UPDATE recipients SET state = 'in-doubt' WHERE state = 'sending'").rowcount
+            return self._db.execute(
+                "UPDATE recipients SET state = 'in-doubt', reply = ? WHERE state = 'sending'",
+                ("an earlier run stopped while sending this message: the server may or may not have it",),
+            ).rowcount
 
     def skip_suppressed(self, suppressed: frozenset[str]) -> int:
         """Mark pending recipients who have unsubscribed since the send started; they are never sent to."""

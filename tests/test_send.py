@@ -230,6 +230,18 @@ def test_status_lists_failed_and_in_doubt_also_as_csv(project: Path, smtp_server
     assert all(r["message_id"].endswith("@example.org>") for r in rows)
 
 
+def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp_server, sending, cli) -> None:
+    server = smtp_server()
+    sending(server)
+    recipients_file(project / "list.csv", 1100)
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "2")
+    assert result.code == 0, result.err
+    progress = [line for line in result.out.splitlines() if line.startswith("1000/1100: sent ")]
+    assert len(progress) == 1, result.out
+    assert "sent 1100, failed 0, in doubt 0, skipped 0 of 1100; this run 1100 at" in result.out
+    assert "\r" not in result.out + result.err
+
+
 def max_in_any_window(times: list[float], window: float) -> int:
     times = sorted(times)
     best, start = 0, 0
@@ -303,3 +315,7 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
     in_doubt = sum(s == "in-doubt" for s in states.values())
     assert in_doubt <= kills * 2, f"seed {seed}: {in_doubt} in doubt after {kills} kills"
     assert sum(s == "sent" for s in states.values()) >= 2000 - in_doubt
+    status = subprocess.run([sys.executable, "-m", "newsletter", "status", SAMPLE_EDITION], cwd=project,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert status.count("in-doubt: ") == in_doubt
+    assert all("the server may or may not have it" in line for line in status.splitlines() if "in-doubt: " in line)
