@@ -29,6 +29,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(
         f"HTML part {result.html_bytes / 1024:.1f} KB (Gmail clips at 102 KB); Message-ID {result.message.message_id}"
     )
+    print(f"review it: open {_shown(result.out / 'review.html')} in a browser; `newsletter check` runs every check")
     return 0
 
 

@@ -82,7 +82,8 @@ def check_edition(edition: str | Path, root: Path | None = None, tools: bool = T
 
 def review_data(preview: EditionPreview, tool_checks: list | None = None) -> ReviewData:
     note = "" if tool_checks else "Checks by real tools (Chromium, axe-core, SpamAssassin, Nu): `newsletter check`"
-    return ReviewData(preview.rendered.edition.subject, preview.html, preview.text, preview.message.data,
+    edition = preview.rendered.edition
+    return ReviewData(edition.subject, edition.preheader, preview.html, preview.text, preview.message.data,
                       tool_checks=tool_checks or [], tools_note=note)  # fmt: skip
 
 

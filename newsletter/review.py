@@ -31,6 +31,7 @@ class ReviewData:
     """Everything the page shows; `error` replaces the previews when the edition does not build."""
 
     title: str
+    preheader: str = ""
     html: str = ""
     text: str = ""
     message: bytes = b""
@@ -50,12 +51,14 @@ def _frame(label: str, email_html: str, width: int) -> str:
             f'style="width:{width}px" srcdoc="{html.escape(email_html, quote=True)}"></iframe></figure>')  # fmt: skip
 
 
-def _headers(message: bytes) -> str:
+def _headers(message: bytes, preheader: str) -> str:
+    """What an inbox shows before the message is opened, and the headers that make it a good list message."""
     if not message:
         return ""
     parsed = message_from_bytes(message, policy=policy.default)
-    rows = "".join(f"<tr><th>{name}</th><td>{html.escape(str(parsed[name] or ''))}</td></tr>"
-                   for name in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe", "List-Id"))  # fmt: skip
+    shown = [(name, str(parsed[name] or "")) for name in ("From", "To", "Subject")] + [("Preheader", preheader)]
+    shown += [(name, str(parsed[name] or "")) for name in ("Message-ID", "List-Unsubscribe", "List-Id")]
+    rows = "".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>" for name, value in shown)
     return f"<table class=headers>{rows}</table>"
 
 
@@ -90,7 +93,7 @@ def review_page(data: ReviewData, live: bool = False) -> str:
     else:
         dark = forced_dark(data.html)
         body = (
-            f"<h2>Headers</h2>{_headers(data.message)}{_size(data.html)}"
+            f"<h2>Headers</h2>{_headers(data.message, data.preheader)}{_size(data.html)}"
             f"<h2>Checks</h2>{_checks(data)}"
             "<h2>The HTML part</h2><div class=panes>"
             f"{_frame('Desktop', data.html, 680)}{_frame('Phone, 375 px', data.html, 375)}"

@@ -21,6 +21,7 @@ def test_build_writes_a_self_contained_review_page(project: Path, cli) -> None:
     assert page.count("<iframe sandbox") == 4
     assert "<th>From</th><td>Seattle Neuro Blog &lt;newsletter@example.org&gt;</td>" in page
     assert "<th>List-Unsubscribe</th>" in page
+    assert "<th>Preheader</th><td>Back pain is one of the most common health complaints worldwide" in page
     assert "KB</strong> of Gmail's ~102 KB clip (fits)" in page
     assert "built-in checks (disclaimer" in page and "passed" in page
     assert "`newsletter check`" in page
