@@ -124,35 +124,40 @@ class Send:
             )
         self.suppressed = load_suppressed(self.root / publication.suppression_file if publication.suppression_file
                                           else None)  # fmt: skip
-        rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
-        edition_print = fingerprint([self.factory.rendered.html, self.factory.rendered.text, self.factory.subject,
-                                     self.factory.sender.addr_spec, publication.list_id])  # fmt: skip
-        recipients_print = fingerprint(f"{r.email}\0{r.name}\0{sorted(r.fields.items())}" for r, _ in rows)
+        self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
+        self._prints = (
+            fingerprint([self.factory.rendered.html, self.factory.rendered.text, self.factory.subject,
+                         self.factory.sender.addr_spec, publication.list_id]),
+            fingerprint(f"{r.email}\0{r.name}\0{sorted(r.fields.items())}" for r, _ in self._rows),
+        )  # fmt: skip
+        self._recipients_csv = recipients_csv
         self.journal = Journal(journal_path(self.root, self.factory.rendered.edition.name))
         try:
-            resuming = self.journal.check_same_send(edition_print, recipients_print, recipients_csv)
-            if not resuming:
-                self.journal.start(edition_print, recipients_print, rows, recipients_csv)
+            self.resuming = self.journal.check_same_send(*self._prints, recipients_csv)
         except BaseException:
             self.journal.close()
             raise
-        self.total = len(rows)
+        self.total = len(self._rows)
         self._runner: _Runner | None = None
 
     def close(self) -> None:
         self.journal.close()
 
     def plan(self) -> SendPlan:
+        """What `run` would do; nothing is written to the journal until then, so declining leaves no trace."""
         counts = self.journal.counts()
         pending = counts["pending"] + (counts["in-doubt"] if self.options.resend_in_doubt else 0)
         return SendPlan(
-            self.factory.rendered.edition.name, self.factory.subject, self.total, pending,
-            f"{self.settings.host}:{self.settings.port}", self.options.describe_rate(), self.options.connections,
-            self.journal.path, counts["pending"] != self.total,
+            self.factory.rendered.edition.name, self.factory.subject, self.total,
+            pending if self.resuming else self.total, f"{self.settings.host}:{self.settings.port}",
+            self.options.describe_rate(), self.options.connections, self.journal.path, self.resuming,
         )  # fmt: skip
 
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> SendReport:
         """Send to every pending recipient, then report; Ctrl-C finishes the messages in flight and re-raises."""
+        if not self.resuming:
+            self.journal.start(*self._prints, self._rows, self._recipients_csv)
+            self.resuming = True
         recovered = self.journal.recover()
         if self.options.resend_in_doubt:
             self.journal.release_in_doubt()

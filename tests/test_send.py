@@ -185,6 +185,11 @@ def test_no_terminal_and_no_yes_opens_no_connection(project: Path, smtp_server, 
     assert "3 of 3 recipient(s) to send via 127.0.0.1:" in run.stdout
     assert "no terminal to confirm on; add --yes" in run.stderr
     assert not server.handler.received
+    recipients_file(project / "list.csv", 4)  # declining left no trace: another list is not "a changed list"
+    run = subprocess.run([*command, "--yes"], cwd=project, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Sending edition back-pain" in run.stdout and "4 of 4 recipient(s)" in run.stdout
+    assert len(server.handler.received) == 4
 
 
 def test_send_requires_an_unsubscribe_secret(project: Path, smtp_server, smtp_env, cli) -> None:
