@@ -50,7 +50,9 @@ def render_checked(
 
 def placeholder_recipient(publication: Publication) -> Recipient:
     """The placeholder recipient that `build` addresses its .eml to (`test_recipient` in newsletter.toml)."""
-    address = parse_mailbox(publication.test_recipient, "[publication] test_recipient", str(publication.source))
+    address = parse_mailbox(
+        publication.test_recipient, "[publication] test_recipient", str(publication.source or "newsletter.toml")
+    )
     return Recipient(email=address.addr_spec, name=address.display_name)
 
 

@@ -69,7 +69,7 @@ class _FactFinder(HTMLParser):
     def _facts_of(self, tag: str, values: dict[str, str]) -> None:
         if tag == "html" and values.get("lang"):
             self.facts.has_lang = True
-        if tag == "img" and "alt" not in values:
+        if tag == "img" and not values.get("alt", "").strip():  # an email image may not load: say what it shows
             self.facts.images_without_alt.append(values.get("src", "?"))
         if tag == "table" and not values.get("role"):
             self.facts.tables_without_role += 1
