@@ -51,6 +51,8 @@ def parse_mailbox(value: str, key: str, source: str = "configuration") -> Addres
     """Parse a setting such as `Name <a@b.org>` or `a@b.org` into an Address, or raise ConfigError naming `key`."""
     match = _NAME_ADDR.match(value)
     name, addr = (match["name"].strip('"'), match["addr"].strip()) if match else ("", value.strip())
+    if "@" not in addr:
+        raise ConfigError(f"{key}: {value!r} has no address (expected 'Name <name@example.org>')", source)
     problem = address_problem(addr)
     if problem is None and any(ch in name for ch in "\r\n"):
         problem = "display name contains a line break"

@@ -97,7 +97,7 @@ class MessageFactory:
     ) -> None:
         publication = rendered.publication
         self.rendered = rendered
-        self.sender = parse_mailbox(publication.sender, "NEWSLETTER_FROM / [publication] from")
+        self.sender = parse_mailbox(publication.sender, "sender (NEWSLETTER_FROM or [publication] from)")
         self.subject = check_header_value(
             "subject", subject_prefix + rendered.edition.subject, rendered.edition.folder / "issue.toml"
         )
@@ -122,7 +122,9 @@ class MessageFactory:
         message = EmailMessage(policy=policy.SMTP)
         message["From"] = self.sender
         if publication.reply_to:
-            message["Reply-To"] = parse_mailbox(publication.reply_to, "NEWSLETTER_REPLY_TO")
+            message["Reply-To"] = parse_mailbox(
+                publication.reply_to, "reply-to (NEWSLETTER_REPLY_TO or [publication] reply_to)"
+            )
         message["Subject"] = self.subject
         message["Date"] = format_datetime(now)
         message["List-Id"] = f"{publication.name} <{publication.list_id}>"

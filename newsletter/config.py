@@ -51,10 +51,10 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
             if not isinstance(value, str):
                 raise ConfigError(f"[publication] {key} must be a string", path)
             settings[name] = value
-    if env.get("NEWSLETTER_FROM"):
-        settings["sender"] = env["NEWSLETTER_FROM"]
-    if env.get("NEWSLETTER_REPLY_TO"):
-        settings["reply_to"] = env["NEWSLETTER_REPLY_TO"]
+    for key, name in (("NEWSLETTER_FROM", "sender"), ("NEWSLETTER_REPLY_TO", "reply_to")):
+        if env.get(key):
+            parse_mailbox(env[key], key, "environment / .env")
+            settings[name] = env[key]
     settings["unsubscribe_secret"] = env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")
     publication = Publication(**settings, source=path if path.is_file() else None)  # type: ignore[arg-type]
     _check_publication(publication, str(path))
@@ -63,9 +63,9 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
 
 def _check_publication(publication: Publication, source: str) -> None:
     """Fail early, naming the key, on settings that would only break at send time."""
-    parse_mailbox(publication.sender, "NEWSLETTER_FROM / [publication] from", source)
+    parse_mailbox(publication.sender, "[publication] from", source)
     if publication.reply_to:
-        parse_mailbox(publication.reply_to, "NEWSLETTER_REPLY_TO / [publication] reply_to", source)
+        parse_mailbox(publication.reply_to, "[publication] reply_to", source)
     if not publication.unsubscribe_url.startswith("https://"):
         raise ConfigError("[publication] unsubscribe_url must be an https:// URL", source)
     if not publication.disclaimer.strip():

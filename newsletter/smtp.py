@@ -9,6 +9,7 @@ raising). Failures become one-line `DeliveryError`s; the password never appears 
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 import smtplib
 import socket
@@ -248,6 +249,8 @@ class _Translate:
             message = f"cannot {self.action} {where}: no answer within {timeout:g} s (SMTP_TIMEOUT)"
         elif isinstance(error, ConnectionRefusedError):
             message = f"cannot {self.action} {where}: connection refused (is the server running?)"
+        elif isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            message = f"cannot {self.action} {where}: host unreachable ({error.strerror})"
         elif isinstance(error, socket.gaierror):
             message = f"cannot {self.action} {where}: host not found ({error.strerror})"
         elif isinstance(error, smtplib.SMTPServerDisconnected):

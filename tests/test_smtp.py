@@ -202,8 +202,9 @@ def test_no_server_configured(project: Path, cli) -> None:
         ({"SMTP_TIMEOUT": "0"}, "SMTP_TIMEOUT: must be a positive number"),
         ({"SMTP_CA_FILE": "/nonexistent/ca.pem"}, "SMTP_CA_FILE: no such file"),
         ({"SMTP_USERNAME": "u"}, "SMTP_PASSWORD: must be set when SMTP_USERNAME is"),
-        ({"NEWSLETTER_FROM": "News Team"}, "NEWSLETTER_FROM / [publication] from: invalid address"),
-        ({"NEWSLETTER_REPLY_TO": "a@b"}, "NEWSLETTER_REPLY_TO"),
+        ({"NEWSLETTER_FROM": "News Team"}, "environment / .env: NEWSLETTER_FROM: 'News Team' has no address"),
+        ({"NEWSLETTER_FROM": "News <news@@example.org>"}, "NEWSLETTER_FROM: invalid address 'news@@example.org'"),
+        ({"NEWSLETTER_REPLY_TO": "a@b"}, "NEWSLETTER_REPLY_TO: invalid address 'a@b': bad domain"),
     ],
 )
 def test_bad_settings_are_named_before_connecting(project, cli, smtp_server, smtp_env, env, expected) -> None:
