@@ -63,7 +63,7 @@ def main() -> None:
             writer.writerows([f"reader{i}@example.org", f"Reader Nº{i}"] for i in range(count))
 
         build = timed(lambda: build_edition(EDITION, work / "build", root=work), repeat=5)
-        print(f"build sample edition (load, render, inline, check, write 3 files): {build * 1000:.1f} ms (median of 5)")
+        print(f"build sample edition (load, render, inline, check, write 4 files): {build * 1000:.1f} ms (median of 5)")
 
         export = timed(lambda: export_edition(EDITION, recipients_csv, work / "export", root=work))
         files = len(list((work / "export").glob("*.eml")))
