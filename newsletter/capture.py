@@ -8,6 +8,7 @@ developer sees locally is what the tests check. aiosmtpd is an optional dependen
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -69,8 +70,18 @@ def capture_controller(handler: Any, host: str = "127.0.0.1", port: int = 1025, 
     return Controller(handler, hostname=host, port=port, **smtp_options)
 
 
+def ensure_free(host: str, port: int) -> None:
+    """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}; choose another with --port") from None
+
+
 def run_capture(port: int, folder: Path, host: str = "127.0.0.1") -> None:
     """Serve until interrupted, storing messages in `folder`."""
+    ensure_free(host, port)
     folder.mkdir(parents=True, exist_ok=True)
     controller = capture_controller(CaptureHandler(folder), host, port)
     controller.start()

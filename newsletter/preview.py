@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import CheckFailed, NewsletterError
+from .errors import CheckFailed, ConfigError, NewsletterError
 from .load import edition_folder
 from .pipeline import preview_edition, review_data
 from .render import PACKAGE_TEMPLATES
@@ -34,7 +34,12 @@ class PreviewServer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._rebuild()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        try:
+            self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen on 127.0.0.1:{port}: {error.strerror}; choose another with --port"
+            ) from None
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()

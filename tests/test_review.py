@@ -66,3 +66,18 @@ def test_preview_serves_on_loopback_and_rebuilds_on_change(project: Path) -> Non
         assert "article is empty" in fetch(server.url)
     finally:
         server.close()
+
+
+def test_preview_on_a_busy_port_is_one_clear_line(project: Path, cli) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("preview", SAMPLE_EDITION, "--quick", "--port", port)
+    assert result.code == 1
+    assert (
+        result.err
+        == f"newsletter: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
+    )

@@ -274,3 +274,16 @@ def test_smtp_capture_command_stores_eml_files(project: Path, cli, smtp_env, tmp
         server.wait(10)
     (stored,) = maildir.glob("*.eml")
     assert parse_message(stored.read_bytes())["Subject"].startswith("[TEST] ")
+
+
+def test_smtp_capture_on_a_busy_port_is_one_clear_line(project: Path, cli) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("smtp-capture", "--port", port)
+    assert result.code == 1
+    assert (
+        result.err
+        == f"newsletter: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
+    )
