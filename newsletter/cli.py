@@ -306,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NewsletterError as error:
         print(f"newsletter: {error.describe(_shown)}", file=sys.stderr)
         return 1
+    except OSError as error:  # the file system said no (an --out that is a file, a full disk, permissions)
+        where = f"{_shown(Path(error.filename))}: " if error.filename else ""
+        print(f"newsletter: {where}{error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("newsletter: interrupted", file=sys.stderr)
         return 130

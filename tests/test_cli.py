@@ -334,5 +334,16 @@ def test_bad_input_is_one_clear_line_and_keeps_previous_output(
     assert after == before
 
 
+@pytest.mark.parametrize("command", [("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "afile"),
+                                     ("build", SAMPLE_EDITION, "--out", "afile/x")])  # fmt: skip
+def test_output_folder_that_is_a_file_is_one_clear_line(project: Path, cli, command: tuple[str, ...]) -> None:
+    write_recipients(project / "list.csv", [["email"], ["a@example.org"]])
+    (project / "afile").write_text("keep me")
+    result = cli(*command)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert result.err.startswith("newsletter: afile") and result.err.count("\n") == 1, result.err
+    assert (project / "afile").read_text() == "keep me"
+
+
 def test_bad_input_cases_are_many() -> None:
     assert len(BAD_INPUT) >= 30
