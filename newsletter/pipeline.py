@@ -144,7 +144,7 @@ def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: P
     factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
     manifest = io.StringIO()
     writer = csv.writer(manifest, lineterminator="\n")
-    writer.writerow(["recipient", "file", "message_id"])
+    writer.writerow(["recipient", "file", "Message-ID"])
     out.mkdir(parents=True, exist_ok=True)
     for index, recipient in enumerate(recipients.recipients, start=1):
         message = factory.compose(recipient)

@@ -4,6 +4,7 @@ that reads messages back with the `email` package and insists on zero defects.""
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -142,14 +143,20 @@ def smtp_server(tmp_path: Path, test_ca):
 
     controllers = []
 
-    def start(tls: str | None = None, auth: bool = False, handler=None, cert_names=("127.0.0.1",), **options):
+    def start(tls: str | None = None, auth: bool = False, handler=None, cert_names=("127.0.0.1",),
+              self_signed: bool = False, **options):  # fmt: skip
         handler = handler or CaptureHandler()
         authenticator = Authenticator()
         ca_file = None
         context = None
         if tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            test_ca.issue_cert(*cert_names).configure_cert(context)
+            if self_signed:  # the CA's own certificate: signed by itself, trusted by nobody
+                with tempfile.NamedTemporaryFile("wb", suffix=".pem", delete=False) as pem:
+                    pem.write(test_ca.private_key_pem.bytes() + test_ca.cert_pem.bytes())
+                context.load_cert_chain(pem.name)
+            else:
+                test_ca.issue_cert(*cert_names).configure_cert(context)
             ca_file = tmp_path / "test-ca.pem"
             test_ca.cert_pem.write_to_path(str(ca_file))
         if auth:

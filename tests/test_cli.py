@@ -101,7 +101,7 @@ def test_export_writes_one_message_per_valid_recipient(project: Path, cli) -> No
     assert sorted(p.name for p in (project / "out").glob("*.eml")) == sorted(row["file"] for row in manifest)
     for row in manifest:
         message = parse_message((project / "out" / row["file"]).read_bytes())
-        assert message["Message-ID"] == row["message_id"]
+        assert message["Message-ID"] == row["Message-ID"]
         assert message["To"].addresses[0].addr_spec == row["recipient"]
     text, _ = parts(parse_message((project / "out" / manifest[0]["file"]).read_bytes()))
     assert "Hi Alice," in text and "alice@example.org" in text

@@ -71,6 +71,16 @@ def test_untrusted_certificate_is_refused_by_default(project: Path, cli, smtp_se
     assert server.authenticator.attempts == 0 and not server.handler.received
 
 
+def test_self_signed_certificate_is_refused(project: Path, cli, smtp_server, smtp_env) -> None:
+    server = smtp_server(tls="starttls", auth=True, self_signed=True)
+    smtp_env({k: v for k, v in server.env("starttls", SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD).items()
+              if k != "SMTP_CA_FILE"})  # fmt: skip
+    result = cli("send-test", SAMPLE_EDITION, "--to", "me@example.org")
+    assert result.code == 1
+    assert "TLS certificate not trusted (self-signed certificate)" in result.err, result.err
+    assert server.authenticator.attempts == 0 and not server.handler.received
+
+
 def test_certificate_for_another_host_is_refused(project: Path, cli, smtp_server, smtp_env) -> None:
     server = smtp_server(tls="starttls", cert_names=("mail.example.net",))
     smtp_env(server.env("starttls"))
