@@ -19,8 +19,6 @@ from .errors import CheckFailed, NewsletterError
 from .importer import import_article
 from .pipeline import build_edition, check_edition, export_edition, preview_edition
 
-log = logging.getLogger("newsletter")
-
 
 def cmd_build(args: argparse.Namespace) -> int:
     result = build_edition(args.edition, args.out)
@@ -114,7 +112,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
         if plan.pending == 0:
             print("nothing left to send; `newsletter status` shows how it went")
-            return _send_exit(send.journal.counts())
+            counts = send.journal.counts()
+            return _send_exit(counts["failed"], counts["in-doubt"])
         if not args.yes and not _confirmed():
             return 1
         printer = _ProgressPrinter()
@@ -135,11 +134,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 1
     if done.done < done.total:
         print(f"{done.total - done.done} recipient(s) still pending; run the same command again to continue")
-    return 1 if done.failed or done.in_doubt else 0
+    return _send_exit(done.failed, done.in_doubt)
 
 
-def _send_exit(counts: dict[str, int]) -> int:
-    return 1 if counts["failed"] or counts["in-doubt"] else 0
+def _send_exit(failed: int, in_doubt: int) -> int:
+    """Non-zero while any recipient's delivery failed or is in doubt, so scripts notice."""
+    return 1 if failed or in_doubt else 0
 
 
 def _confirmed() -> bool:
