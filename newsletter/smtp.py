@@ -120,8 +120,12 @@ class SMTPBackend:
         """Connect, secure the connection as configured, and log in; raises DeliveryError naming host:port."""
         with self._translated("connect to"):
             self._smtp = self._open()
-            if self.settings.username:
-                self._login(self._smtp)
+            try:
+                if self.settings.username:
+                    self._login(self._smtp)
+            except BaseException:
+                self.close()  # say QUIT rather than leave the refused session open
+                raise
 
     def _open(self) -> smtplib.SMTP:
         settings = self.settings
