@@ -1,0 +1,64 @@
+"""Recipients CSV and suppression list: strict addresses, line numbers for every skipped row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.addresses import address_problem
+from newsletter.recipients import load_recipients, load_suppressed
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["alice@example.org)<bob@example.org>", "a b@example.org", "a@b", "@example.org", "a@", "a..b@example.org",
+     "a@-example.org", "a@example..org", "\"quoted\"@example.org", "a@exa_mple.org", "a@example.org\n",
+     "x" * 65 + "@e.org"],
+)  # fmt: skip
+def test_strict_addresses_are_refused(address: str) -> None:
+    assert address_problem(address) is not None
+
+
+@pytest.mark.parametrize("address", ["a@example.org", "o'brien+news@example.org", "zoe@exämple.org", "a.b@c.example"])
+def test_ordinary_addresses_pass(address: str) -> None:
+    assert address_problem(address) is None
+
+
+def test_rows_are_validated_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "Email,Name,City\n"
+        'a@example.org,"Ann, the first",Oslo\n'
+        "\n"
+        "bad-address,X,\n"
+        "A@EXAMPLE.ORG,Dup,\n"
+        'b@example.org,"Eve =?UTF-8?Q?=0A?=Bcc: x@example.com",\n'
+        "c@example.org,Cy,Bergen,extra\n"
+        "d@example.org\n",
+        encoding="utf-8",
+    )
+    result = load_recipients(path)
+    assert [(r.email, r.name, r.fields, r.line) for r in result.recipients] == [
+        ("a@example.org", "Ann, the first", {"city": "Oslo"}, 2),
+        ("d@example.org", "", {}, 8),
+    ]
+    assert result.columns == ("city",)
+    assert [p.split(": ", 1)[0] for p in result.problems] == [f"{path}:{n}" for n in (4, 5, 6, 7)]
+    assert "duplicate of line 2" in result.problems[1]
+    assert "line break" in result.problems[2]
+    assert "4 fields but the header names 3" in result.problems[3]
+
+
+def test_suppression_list_as_csv_or_lines(tmp_path: Path) -> None:
+    lines = tmp_path / "unsub.txt"
+    lines.write_text("# unsubscribed\nA@example.org\n\nb@example.org\n")
+    assert load_suppressed(lines) == {"a@example.org", "b@example.org"}
+    table = tmp_path / "unsub.csv"
+    table.write_text("date,Email\n2026-01-01,C@example.org\n")
+    assert load_suppressed(table) == {"c@example.org"}
+    suppressed_list = tmp_path / "list.csv"
+    suppressed_list.write_text("email\nc@example.org\nd@example.org\n")
+    result = load_recipients(suppressed_list, frozenset({"c@example.org"}))
+    assert [r.email for r in result.recipients] == ["d@example.org"]
+    assert result.problems == [f"{suppressed_list}:2: unsubscribed (in the suppression list), skipped"]
