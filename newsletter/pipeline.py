@@ -19,7 +19,7 @@ from .errors import CheckFailed
 from .inline import inline_css
 from .load import load_edition
 from .model import Publication, Recipient, RenderedEdition
-from .recipients import RecipientList, load_recipients, load_suppressed
+from .recipients import RecipientList, load_recipients, suppressed_addresses
 from .render import render_edition
 from .review import ReviewData, review_page
 from .toolchecks import run_tool_checks
@@ -128,8 +128,8 @@ def prepare_for_recipients(
     """
     root = root or Path.cwd()
     publication = load_publication(root)
-    suppression = root / publication.suppression_file if publication.suppression_file and apply_suppression else None
-    recipients = load_recipients(recipients_csv, load_suppressed(suppression))
+    suppressed = suppressed_addresses(publication, root) if apply_suppression else frozenset()
+    recipients = load_recipients(recipients_csv, suppressed)
     rendered = render_checked(edition, root, recipients.columns, publication)
     return MessageFactory(rendered), recipients
 

@@ -15,7 +15,7 @@ from .addresses import address_problem
 from .errors import ContentError
 from .headers import check_header_value
 from .load import read_text
-from .model import Recipient
+from .model import Publication, Recipient
 
 
 @dataclass
@@ -73,6 +73,11 @@ def _row_problem(values: dict[str, str], row: list[str], columns: list[str], see
     except ContentError as exc:
         return exc.message
     return None
+
+
+def suppressed_addresses(publication: Publication, root: Path) -> frozenset[str]:
+    """The addresses in the publication's `suppression_file` (relative to `root`), or none when it names none."""
+    return load_suppressed(root / publication.suppression_file if publication.suppression_file else None)
 
 
 def load_suppressed(path: Path | None) -> frozenset[str]:

@@ -23,7 +23,7 @@ from .config import SMTPSettings, require_smtp_settings
 from .errors import AuthenticationFailed, ConfigError, DeliveryError, NewsletterError
 from .journal import Claim, Journal, Outcome, RateLimit, Step, fingerprint, journal_path
 from .pipeline import prepare_for_recipients
-from .recipients import load_suppressed
+from .recipients import suppressed_addresses
 from .smtp import SMTPBackend
 
 
@@ -122,8 +122,7 @@ class Send:
                 "NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `send`: it signs the unsubscribe links, so that your "
                 "unsubscribe endpoint can verify them (see .env.example)"
             )
-        self.suppressed = load_suppressed(self.root / publication.suppression_file if publication.suppression_file
-                                          else None)  # fmt: skip
+        self.suppressed = suppressed_addresses(publication, self.root)
         self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
         self._prints = (
             fingerprint([self.factory.rendered.html, self.factory.rendered.text, self.factory.subject,
