@@ -159,38 +159,21 @@ def main() -> None:
 
 
 def profile_send(work: Path, env: dict[str, str]) -> None:
-    """Run the same send in-process with every connection's worker process under cProfile; print the merged
-    profile (the workers write their stats to files, which the parent reads back)."""
-    from newsletter import send as send_module
+    """Run the same send in-process under cProfile (it is one process, one thread) and print where the time goes."""
+    from newsletter.send import Send, SendOptions
 
     shutil.rmtree(work / ".newsletter", ignore_errors=True)
     os.environ.update(env)
-    stats_dir = work / "profiles"
-    stats_dir.mkdir()
-    original = send_module._Runner._worker
-
-    def profiled(runner, pipe) -> None:
-        profiler = cProfile.Profile()
-        try:
-            profiler.runcall(original, runner, pipe)
-        finally:
-            profiler.dump_stats(str(stats_dir / f"{os.getpid()}.prof"))
-
-    send_module._Runner._worker = profiled
-    send = send_module.Send(EDITION, work / "list.csv", work, send_module.SendOptions(connections=4))
+    send = Send(EDITION, work / "list.csv", work, SendOptions(connections=4))
+    profiler = cProfile.Profile()
     start = time.perf_counter()
-    report = send.run()
+    report = profiler.runcall(send.run)
     elapsed = time.perf_counter() - start
     send.close()
-    send_module._Runner._worker = original
     print(f"profiled in-process run: {rate(report.progress.sent, elapsed)} (slower: profiling costs)")
     out = io.StringIO()
-    files = sorted(stats_dir.glob("*.prof"))
-    stats = pstats.Stats(str(files[0]), stream=out)
-    for extra in files[1:]:
-        stats.add(str(extra))
-    stats.sort_stats("tottime").print_stats(18)
-    print("worker processes:\n" + out.getvalue().split("Ordered by")[1])
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
+    print(out.getvalue().split("Ordered by")[1])
 
 
 if __name__ == "__main__":

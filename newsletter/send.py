@@ -1,24 +1,21 @@
 """`newsletter send`: the edition to every subscriber, exactly once, resumable, rate-limited, over N connections.
 
-Each connection is a thread that loops: claim the next recipient in the journal (durably `sending`), compose,
-MAIL / RCPT / DATA, and record the checked outcome while claiming the next one in the same commit. Retries,
-backoff and the consecutive-failure stop live here; durability and rate limits live in the journal.
+Each connection loops: claim the next recipient in the journal (durably `sending`), compose, MAIL / RCPT / DATA,
+and record the checked outcome while claiming the next one in the same commit. Retries, backoff and the
+consecutive-failure stop live here; durability and rate limits live in the journal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import multiprocessing
-import multiprocessing.connection
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compose import ComposedMessage
 from .config import SMTPSettings, require_smtp_settings
 from .errors import AuthenticationFailed, ConfigError, DeliveryError, NewsletterError
 from .journal import Claim, Journal, Outcome, RateLimit, Step, fingerprint, journal_path
@@ -162,6 +159,7 @@ class Send:
             self.journal.release_in_doubt()
         self.journal.skip_suppressed(self.suppressed)
         self.journal.prune_slots()
+        self.journal.queue(self._rows)
         counts = self.journal.counts()
         progress = Progress(self.total, counts["sent"], counts["failed"], counts["in-doubt"], counts["skipped"])
         report = SendReport(progress)
@@ -180,14 +178,39 @@ class Send:
             self._runner.halt("stopped on request")
 
 
-class _Runner:
-    """One run: a worker process per SMTP connection, coordinated by this process, which alone keeps the journal.
+@dataclass
+class _Lane:
+    """One SMTP connection of a run, and the recipient it carries in the current round."""
 
-    Processes rather than threads, because composing and SMTP framing are Python code that one interpreter lock
-    would serialise. Workers are forked (they inherit the rendered edition, nothing is pickled), ignore Ctrl-C, and
-    are killed by the kernel if this process dies, so a `kill -9` of `newsletter send` stops every connection at
-    once. Each worker asks over a pipe for its next recipient, reporting the outcome of the last one; this process
-    answers all the workers that are waiting with one journal commit (group commit), so they share an fsync.
+    backend: SMTPBackend | None = None
+    claim: Claim | None = None
+    message: ComposedMessage | None = None
+    data_started: bool = False  # the server said 354 and the message is going out: a lost reply means in doubt
+    outcome: Outcome | None = None  # of `claim`, recorded by the next commit
+    resume_at: float = 0.0  # time.monotonic() before which it claims nothing (backoff, rate limit)
+    reconnects: int = 0  # consecutive connection failures, for the backoff
+    finished: bool = False
+
+    @property
+    def in_flight(self) -> bool:
+        return self.claim is not None and self.outcome is None
+
+    def hang_up(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
+class _Runner:
+    """One run, in rounds: one journal commit, then one message on each of N connections, side by side.
+
+    The commit records every connection's last outcome and claims each one's next recipient (group commit: the
+    connections share one fsync). Then each connection writes its MAIL/RCPT/DATA, each its message, and each
+    waits for its reply, so the server works on one connection's message while this process writes the next.
+    One process, one thread: composing and SMTP framing cost less than the locks and hand-offs that threads or
+    worker processes would add (benchmarks/send.py measured both), and a `kill -9` stops every connection at once.
+    Ctrl-C finishes the round in flight and records it; a second Ctrl-C stops at once (those recipients are then
+    in doubt).
     """
 
     def __init__(self, send: Send, report: SendReport, on_progress: Callable[[Progress], None] | None) -> None:
@@ -197,77 +220,148 @@ class _Runner:
         self.progress = report.progress
         self.on_progress = on_progress
         self.limits = self.options.limits()
-        self.context = multiprocessing.get_context("fork")
-        self.stop = self.context.Event()  # wakes workers out of their backoff waits
+        self.stop = threading.Event()  # set by halt(), from a signal handler or another thread
         self.consecutive_failures = 0
         self.claims = 0
-        self.parent = os.getpid()
+        self.last_report = 0.0
 
     def halt(self, reason: str) -> None:
-        """Stop handing out recipients; workers finish their message in flight. The first reason is reported."""
+        """Stop claiming recipients; messages in flight finish. The first reason is reported."""
         self.report.stop_reason = self.report.stop_reason or reason
         self.stop.set()
 
     def run(self) -> None:
-        journal = self.send.journal
-        journal.detach()  # an SQLite connection must not cross a fork
-        pipes, workers = [], []
-        for number in range(max(1, self.options.connections)):
-            mine, theirs = self.context.Pipe()
-            worker = self.context.Process(target=self._worker, args=(theirs,), name=f"newsletter-smtp-{number}")
-            worker.start()
-            theirs.close()
-            pipes.append(mine)
-            workers.append(worker)
-        journal.attach()
+        lanes = [_Lane() for _ in range(max(1, self.options.connections))]
         try:
-            self._coordinate(pipes)
+            with self._ctrl_c_halts():
+                while not all(lane.finished for lane in lanes):
+                    self._commit(lanes)
+                    active = [lane for lane in lanes if lane.in_flight]
+                    if active:
+                        self._deliver(active)
+                    elif not all(lane.finished for lane in lanes):
+                        self._wait(lanes)
+                    self._report_progress()
         finally:
-            for worker in workers:
-                worker.join()
-
-    def _coordinate(self, pipes: list) -> None:
-        """Serve the workers' steps until every worker has gone; Ctrl-C stops new claims, not the bookkeeping."""
-        interrupted = False
-        last_report = 0.0
-        while pipes:
-            try:
-                ready = multiprocessing.connection.wait(pipes, timeout=0.2)
-                steps = []
-                for pipe in ready:
-                    try:
-                        steps.append((pipe, pipe.recv()))
-                    except EOFError:  # the worker is done (or died: its recipient stays `sending`)
-                        pipes.remove(pipe)
-                if steps:
-                    self._answer(steps)
-                if time.monotonic() - last_report > 0.1 or not pipes:
-                    last_report = time.monotonic()
-                    if self.on_progress:
-                        self.on_progress(self.progress)
-            except KeyboardInterrupt:
-                interrupted = True
-                self.halt("interrupted")
-        if interrupted:
+            for lane in lanes:
+                lane.hang_up()
+            self._report_progress(force=True)
+        if self.report.stop_reason == "interrupted":
             raise KeyboardInterrupt
 
-    def _answer(self, requests: list) -> None:
-        """Record every outcome and hand out the next recipients, in one durable commit."""
+    @contextlib.contextmanager
+    def _ctrl_c_halts(self) -> Iterator[None]:
+        """On the main thread, the first Ctrl-C halts the run; the next one raises KeyboardInterrupt as usual."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupted(signum: int, frame: object) -> None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.halt("interrupted")
+
+        previous = signal.signal(signal.SIGINT, interrupted)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _commit(self, lanes: list[_Lane]) -> None:
+        """Record every outcome and claim the next recipients, in one durable commit."""
+        now = time.monotonic()
+        for lane in lanes:
+            if self.stop.is_set() and not lane.in_flight and lane.outcome is None:
+                lane.finished = True
+        asking = [lane for lane in lanes if lane.outcome is not None or (not lane.finished and lane.resume_at <= now)]
+        if not asking:
+            return
         steps = []
-        for _, step in requests:
-            if step.outcome is not None:
-                self._count(step.outcome)
-            wants = step.claim_next and not self.stop.is_set() and self._may_claim()
-            steps.append(Step(step.finished, step.outcome, wants))
+        for lane in asking:
+            ready = not lane.finished and lane.resume_at <= now and not self.stop.is_set()
+            wants = ready and self._may_claim()
+            if ready and not wants:  # this run's --limit is used up
+                lane.finished = True
+            steps.append(Step(lane.claim if lane.outcome else None, lane.outcome, wants))
         try:
             answers = self.send.journal.advance(steps, self.limits)
-        except NewsletterError as error:  # nothing more can be recorded safely
+        except NewsletterError as error:  # nothing more can be recorded safely; unrecorded rows stay `sending`
             self.halt(str(error))
-            answers = [None] * len(steps)
-        for (pipe, _), step, answer in zip(requests, steps, answers, strict=True):
+            for lane in lanes:
+                lane.finished = True
+            return
+        for lane, step, answer in zip(asking, steps, answers, strict=True):
+            if lane.outcome is not None:
+                self._count(lane.outcome)
+            lane.claim, lane.outcome, lane.message, lane.data_started = None, None, None, False
+            if isinstance(answer, Claim):
+                lane.claim = answer
+            elif isinstance(answer, float):
+                lane.resume_at = time.monotonic() + answer
+            elif step.claim_next:  # nobody left
+                lane.finished = True
             if step.claim_next and not isinstance(answer, Claim):
                 self.claims -= 1  # the reserved claim was not used
-            pipe.send(answer)
+
+    def _wait(self, lanes: list[_Lane]) -> None:
+        """Nothing in flight: sleep until the first connection may claim again, or until halted."""
+        waiting = [lane.resume_at for lane in lanes if not lane.finished]
+        self.stop.wait(min(max(min(waiting) - time.monotonic(), 0.0), 1.0))  # at most 1 s, for the progress line
+
+    def _deliver(self, lanes: list[_Lane]) -> None:
+        """One message on each lane: all envelopes, then all messages, then all replies."""
+        for lane in lanes:
+            self._step(lane, self._start)
+        for lane in [lane for lane in lanes if lane.in_flight]:
+            self._step(lane, self._transmit)
+        for lane in [lane for lane in lanes if lane.in_flight]:
+            self._step(lane, self._finish)
+
+    def _start(self, lane: _Lane) -> None:
+        if lane.backend is None:
+            backend = SMTPBackend(self.send.settings, self.send.factory.sender.addr_spec, self.options.verbose)
+            backend.connect()
+            lane.backend = backend
+        lane.message = self.send.factory.compose(lane.claim.recipient)
+        lane.backend.start(lane.message)
+
+    def _transmit(self, lane: _Lane) -> None:
+        lane.backend.transmit(before_data=lambda: setattr(lane, "data_started", True))
+
+    def _finish(self, lane: _Lane) -> None:
+        lane.outcome = Outcome("sent", lane.backend.finish())
+        lane.reconnects = 0
+
+    def _step(self, lane: _Lane, step: Callable[[_Lane], None]) -> None:
+        """Run one step of a lane's send; a failure becomes the recipient's outcome."""
+        try:
+            step(lane)
+        except AuthenticationFailed as error:  # no point trying again with the same password
+            lane.hang_up()
+            lane.outcome = Outcome("pending", str(error), charge_attempt=False, fatal=True)
+        except DeliveryError as error:
+            lane.outcome = self._failure(lane, error)
+
+    def _failure(self, lane: _Lane, error: DeliveryError) -> Outcome:
+        """What a failed send means for its recipient, and for the connection."""
+        if error.permanent:  # a final refusal of this message; the connection stays usable
+            return Outcome("failed", str(error))
+        connected = lane.backend is not None
+        lane.hang_up()
+        if not connected:  # the server, not the recipient: wait, reconnect, and do not charge them
+            lane.reconnects += 1
+            lane.resume_at = time.monotonic() + self._delay(lane.reconnects)
+            return Outcome("pending", str(error), charge_attempt=False)
+        attempts = lane.claim.attempts + 1
+        if lane.data_started and error.code is None:
+            return Outcome("in-doubt", str(error))  # the server may have stored it (RFC 1047)
+        if attempts >= self.options.max_attempts:
+            return Outcome("failed", f"gave up after {attempts} attempts: {error}")
+        # a temporary refusal: retry this recipient later, and go on with the next one meanwhile
+        return Outcome("pending", str(error), retry_in=self._delay(attempts))
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff: retry_delay, doubling per attempt, capped at max_retry_delay."""
+        return min(self.options.retry_delay * 2 ** max(attempt - 1, 0), self.options.max_retry_delay)
 
     def _may_claim(self) -> bool:
         """Reserve one claim of this run's --limit; False once they are all taken."""
@@ -291,70 +385,7 @@ class _Runner:
         if self.consecutive_failures >= self.options.max_consecutive_failures:
             self.halt(f"stopped after {self.consecutive_failures} consecutive failed sends (last: {outcome.reply})")
 
-    def _worker(self, pipe) -> None:
-        """The loop of one connection, in its own process: ask for a recipient, send, report, repeat."""
-        _die_with_parent(self.parent)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        backend: SMTPBackend | None = None
-        step = Step()
-        backoff = 0
-        try:
-            while True:
-                pipe.send(step)
-                answer = pipe.recv()
-                if answer is None:
-                    return
-                if isinstance(answer, float):
-                    step = Step()
-                    self.stop.wait(answer)
-                    continue
-                outcome, backend = self._deliver(answer, backend)
-                step = Step(answer, outcome)
-                connection_failed = outcome.state == "pending" and not outcome.charge_attempt
-                backoff = backoff + 1 if connection_failed else 0
-                if connection_failed and not outcome.fatal:  # the server, not the recipient: wait, then reconnect
-                    self.stop.wait(self._delay(backoff))
-        except (EOFError, OSError):  # the coordinator is gone; the kernel ends this process with it
-            return
-        finally:
-            if backend is not None:
-                backend.close()
-            pipe.close()
-
-    def _delay(self, attempt: int) -> float:
-        """Exponential backoff: retry_delay, doubling per attempt, capped at max_retry_delay."""
-        return min(self.options.retry_delay * 2 ** max(attempt - 1, 0), self.options.max_retry_delay)
-
-    def _deliver(self, claim: Claim, backend: SMTPBackend | None) -> tuple[Outcome, SMTPBackend | None]:
-        """Send one claimed message; returns its outcome and the connection to reuse (None to reconnect)."""
-        if backend is None:
-            backend = SMTPBackend(self.send.settings, self.send.factory.sender.addr_spec, self.options.verbose)
-            try:
-                backend.connect()
-            except AuthenticationFailed as error:  # no point trying again with the same password
-                return Outcome("pending", str(error), charge_attempt=False, fatal=True), None
-            except DeliveryError as error:  # the server, not this recipient: retry without charging them
-                return Outcome("pending", str(error), charge_attempt=False), None
-        message = self.send.factory.compose(claim.recipient)
-        data_started = threading.Event()  # set by the backend just before DATA
-        try:
-            return Outcome("sent", backend.send(message, before_data=data_started.set)), backend
-        except DeliveryError as error:
-            if error.permanent:  # a final refusal of this message; the connection stays usable
-                return Outcome("failed", str(error)), backend
-            backend.close()
-            if data_started.is_set() and error.code is None:
-                return Outcome("in-doubt", str(error)), None  # the server may have stored it (RFC 1047)
-            if claim.attempts + 1 >= self.options.max_attempts:
-                return Outcome("failed", f"gave up after {claim.attempts + 1} attempts: {error}"), None
-            # a temporary refusal: retry this recipient later, and go on with the next one meanwhile
-            return Outcome("pending", str(error), retry_in=self._delay(claim.attempts + 1)), None
-
-
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (prctl PR_SET_PDEATHSIG), so a killed send leaves
-    no orphan still sending; elsewhere the parent check below still catches a parent already gone."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)
+    def _report_progress(self, force: bool = False) -> None:
+        if self.on_progress and (force or time.monotonic() - self.last_report > 0.1):
+            self.last_report = time.monotonic()
+            self.on_progress(self.progress)

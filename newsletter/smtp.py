@@ -104,6 +104,8 @@ class SMTPBackend:
         self.sender = envelope_address(sender)
         self.verbose = verbose
         self._smtp: smtplib.SMTP | None = None
+        self._in_flight: ComposedMessage | None = None  # started and not yet finished
+        self._replies: list[tuple[int, bytes]] = []  # replies already read by `start` (no PIPELINING)
 
     @property
     def where(self) -> str:
@@ -161,19 +163,43 @@ class SMTPBackend:
             ) from None
 
     def send(self, message: ComposedMessage, before_data: Callable[[], None] | None = None) -> str:
-        """Send one message and return the server's final reply.
+        """Send one message and return the server's final reply (the three steps below, one after the other)."""
+        self.start(message)
+        self.transmit(before_data)
+        return self.finish()
+
+    def start(self, message: ComposedMessage) -> None:
+        """Step 1 of a send: MAIL, RCPT and DATA, in one write when the server offers PIPELINING (RFC 2920).
+
+        The steps are separate so that one process can drive several connections at once: start each, then
+        transmit on each, then finish each, while the server works on the others' messages. Without PIPELINING
+        the commands go one by one here, stopping at the first refusal."""
+        smtp = self._require()
+        self._in_flight = message
+        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{envelope_address(message.recipient.email)}>", "DATA"]
+        self._replies = []
+        with self._translated(f"send to {message.recipient.email} via"):
+            if smtp.has_extn("pipelining"):
+                smtp.send("".join(f"{command}\r\n" for command in commands))
+                return
+            for command in commands:
+                smtp.putcmd(command)
+                self._replies.append(smtp.getreply())
+                if self._replies[-1][0] >= 400:
+                    break
+
+    def transmit(self, before_data: Callable[[], None] | None = None) -> None:
+        """Step 2: check the replies to MAIL, RCPT and DATA, then write the message.
 
         `before_data` runs once the server has said 354 and before the first byte of the message: from then on a
-        lost connection leaves it unknown whether the server kept the message (RFC 1047). MAIL, RCPT and DATA go
-        in one write when the server offers PIPELINING (RFC 2920), saving two round trips per message.
-        """
-        smtp = self._require()
+        lost connection leaves it unknown whether the server kept the message (RFC 1047)."""
+        smtp, message = self._require(), self._message()
         recipient = envelope_address(message.recipient.email)
-        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{recipient}>", "DATA"]
         with self._translated(f"send to {message.recipient.email} via"):
-            replies = self._envelope(smtp, commands)
+            replies = self._replies or [smtp.getreply() for _ in range(3)]
             (mail, rcpt, data) = replies + [(0, b"")] * (3 - len(replies))
             if mail[0] != 250 or rcpt[0] not in (250, 251) or data[0] != 354:
+                self._in_flight = None
                 if data[0] != 354:
                     smtp.rset()
                 else:  # pipelined DATA was accepted although MAIL or RCPT was not: end it empty, then reset
@@ -187,26 +213,26 @@ class SMTPBackend:
                 raise DeliveryError(f"{self.where}: DATA refused: {_reply(*data)}", data[0])
             if before_data:
                 before_data()
-            smtp.send(message.data.replace(b"\r\n.", b"\r\n..") + b".\r\n")  # data ends in CRLF; dot-stuffed
+            smtp.send(_dot_stuffed(message.data) + b".\r\n")
+
+    def finish(self) -> str:
+        """Step 3: the server's final reply to the message, checked; returns it."""
+        smtp, message = self._require(), self._message()
+        self._in_flight = None
+        with self._translated(f"send to {message.recipient.email} via"):
             code, reply = smtp.getreply()
             if code != 250:
                 raise DeliveryError(
-                    f"{self.where}: message to {recipient} refused after DATA: {_reply(code, reply)}", code
+                    f"{self.where}: message to {envelope_address(message.recipient.email)} refused after DATA: "
+                    f"{_reply(code, reply)}",
+                    code,
                 )
         return _reply(code, reply)
 
-    def _envelope(self, smtp: smtplib.SMTP, commands: list[str]) -> list[tuple[int, bytes]]:
-        """Replies to MAIL, RCPT and DATA: all at once when pipelining, else one by one up to the first refusal."""
-        if smtp.has_extn("pipelining"):
-            smtp.send("".join(f"{command}\r\n" for command in commands))
-            return [smtp.getreply() for _ in commands]
-        replies = []
-        for command in commands:
-            smtp.putcmd(command)
-            replies.append(smtp.getreply())
-            if replies[-1][0] >= 400:
-                break
-        return replies
+    def _message(self) -> ComposedMessage:
+        if self._in_flight is None:
+            raise DeliveryError("no message in flight: call start() first")
+        return self._in_flight
 
     def _require(self) -> smtplib.SMTP:
         if self._smtp is None:
@@ -215,6 +241,7 @@ class SMTPBackend:
 
     def close(self) -> None:
         """QUIT politely; a connection that is already gone is simply dropped."""
+        self._in_flight = None
         if self._smtp is None:
             return
         try:
@@ -267,6 +294,12 @@ class _Translate:
         else:
             return
         raise DeliveryError(message) from None
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message as DATA carries it (RFC 5321 4.5.2): a line starting with a dot gets a second one. `data`
+    never starts with a dot (it starts with a header) and ends in CRLF."""
+    return data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
 
 
 def _text(reply: bytes | str) -> str:

@@ -247,6 +247,35 @@ def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp
     assert "\r" not in result.out + result.err
 
 
+def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_server, sending) -> None:
+    """The first Ctrl-C stops claiming but records what is in flight: nothing is left `sending` or in doubt."""
+
+    class Slow(CaptureHandler):
+        async def handle_DATA(self, server, session, envelope):
+            await asyncio.sleep(0.05)  # a wide window for the interrupt to land while messages are in flight
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=Slow())
+    sending(server)
+    recipients_file(project / "list.csv", 200)
+    command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes",
+               "--connections", "2"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while len(server.handler.received) < 10:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "interrupted; run the same command again to resume" in err and "Traceback" not in err
+    states = journal_rows(project)
+    assert collections.Counter(states.values())["sent"] == len(server.handler.received) < 200
+    assert set(states.values()) == {"sent", "pending"}, "in-flight messages were recorded, not left in doubt"
+    final = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
+    assert final.returncode == 0, final.stderr
+    assert set(received_counts(server.handler).values()) == {1} and len(server.handler.received) == 200
+
+
 def max_in_any_window(times: list[float], window: float) -> int:
     times = sorted(times)
     best, start = 0, 0
