@@ -14,11 +14,12 @@ limit within its sliding window is refused with the time to wait, so limits hold
 
 from __future__ import annotations
 
+import collections
 import fcntl
 import hashlib
+import heapq
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,9 +47,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     not_before REAL NOT NULL DEFAULT 0,
     updated REAL NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS recipients_state ON recipients (state, id);
 CREATE TABLE IF NOT EXISTS slots (at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS slots_at ON slots (at);
 """
 
 
@@ -110,7 +109,6 @@ class Journal:
         """`read_only` for `status`, safe beside a running send; otherwise locked to this process."""
         self.path = path
         self._lock_file = None
-        self._mutex = threading.Lock()
         if read_only:
             self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
             return
@@ -128,15 +126,9 @@ class Journal:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.executescript(_SCHEMA)
+        for index in ("recipients_state", "slots_at"):  # early journals had these; each commit wrote to them
+            db.execute(f"DROP INDEX IF EXISTS {index}")
         return db
-
-    def detach(self) -> None:
-        """Close the database connection (keeping the lock) before forking workers: SQLite connections must not
-        cross a fork."""
-        self._db.close()
-
-    def attach(self) -> None:
-        self._db = self._connect()
 
     def close(self) -> None:
         self._db.close()
@@ -173,11 +165,12 @@ class Journal:
         return True
 
     def start(self, edition_print: str, recipients_print: str, rows: list[tuple[Recipient, str]], source: Path) -> None:
-        """Fill a new journal: every recipient `pending`, with the Message-ID every attempt to them will carry."""
+        """Fill a new journal: every recipient `pending`, with the Message-ID every attempt to them will carry.
+        Row ids are positions in `rows` (from 1), which `queue` relies on."""
         with self._transaction():
             self._db.executemany(
-                "INSERT INTO recipients (email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?)",
-                [(r.email, r.name, json.dumps(r.fields), r.line, mid) for r, mid in rows],
+                "INSERT INTO recipients (id, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [(i, r.email, r.name, json.dumps(r.fields), r.line, mid) for i, (r, mid) in enumerate(rows, 1)],
             )
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -212,6 +205,25 @@ class Journal:
 
     # --- the send loop ----------------------------------------------------------------------------------------
 
+    def queue(self, rows: list[tuple[Recipient, str]]) -> None:
+        """Load the pending recipients, in list order, before a run's first `advance`.
+
+        `rows` is the list this journal was started with (`check_same_send` has compared their fingerprints), so
+        a claim takes its recipient from memory: the loop only writes to the database, which keeps each commit to
+        a few row updates and no index."""
+        self._rows = rows
+        self._pending: collections.deque[int] = collections.deque()
+        self._retries: list[tuple[float, int]] = []  # (not_before, id): recipients waiting out a retry delay
+        self._attempts: dict[int, int] = {}
+        for row_id, attempts, not_before in self._db.execute(
+            "SELECT id, attempts, not_before FROM recipients WHERE state = 'pending' ORDER BY id"
+        ):
+            self._attempts[row_id] = attempts
+            if not_before > time.time():
+                heapq.heappush(self._retries, (not_before, row_id))
+            else:
+                self._pending.append(row_id)
+
     def advance(self, steps: list[Step], limits: tuple[RateLimit, ...]) -> list[Claim | float | None]:
         """Apply several connections' steps in one durable commit (group commit: one fsync for all of them).
 
@@ -221,46 +233,53 @@ class Journal:
         """
         now = time.time()
         try:
-            with self._mutex, self._transaction():
+            with self._transaction():
                 return [self._apply(step, limits, now) for step in steps]
         except sqlite3.Error as error:
             raise JournalError(f"cannot write the send journal: {error}", self.path) from None
 
     def _apply(self, step: Step, limits: tuple[RateLimit, ...], now: float) -> Claim | float | None:
         if step.finished is not None and step.outcome is not None:
-            outcome = step.outcome
-            self._db.execute(
-                "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, updated = ? "
-                "WHERE id = ?",
-                (outcome.state, outcome.reply, int(outcome.charge_attempt), now + outcome.retry_in, now,
-                 step.finished.id),
-            )  # fmt: skip
+            self._record(step.finished.id, step.outcome, now)
         if not step.claim_next:
             return None
         wait = self._wait_for_slot(limits, now)
         if wait > 0:
             return wait
-        row = self._db.execute(
-            "SELECT id, email, name, fields, line, message_id, attempts FROM recipients "
-            "WHERE state = 'pending' AND not_before <= ? ORDER BY id LIMIT 1",
-            (now,),
-        ).fetchone()
-        if row is None:  # nobody left, or only recipients waiting out a retry delay
-            (retry_at,) = self._db.execute("SELECT min(not_before) FROM recipients WHERE state = 'pending'").fetchone()
-            return None if retry_at is None else max(retry_at - now, 0.001)
-        self._db.execute("UPDATE recipients SET state = 'sending', updated = ? WHERE id = ?", (now, row[0]))
+        row_id = self._next_due(now)
+        if row_id is None:  # nobody left, or only recipients waiting out a retry delay
+            return max(self._retries[0][0] - now, 0.001) if self._retries else None
+        self._db.execute("UPDATE recipients SET state = 'sending', updated = ? WHERE id = ?", (now, row_id))
         self._db.execute("INSERT INTO slots VALUES (?)", (now,))
-        recipient = Recipient(email=row[1], name=row[2], fields=json.loads(row[3]), line=row[4])
-        return Claim(row[0], recipient, row[5], row[6])
+        recipient, message_id = self._rows[row_id - 1]
+        return Claim(row_id, recipient, message_id, self._attempts[row_id])
+
+    def _record(self, row_id: int, outcome: Outcome, now: float) -> None:
+        charged = int(outcome.charge_attempt)
+        self._db.execute(
+            "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, updated = ? "
+            "WHERE id = ?",
+            (outcome.state, outcome.reply, charged, now + outcome.retry_in, now, row_id),
+        )
+        if outcome.state == "pending":  # to be tried again, after its delay
+            self._attempts[row_id] += charged
+            heapq.heappush(self._retries, (now + outcome.retry_in, row_id))
+
+    def _next_due(self, now: float) -> int | None:
+        """The recipient to claim: one whose retry delay is over, else the next never tried."""
+        if self._retries and self._retries[0][0] <= now:
+            return heapq.heappop(self._retries)[1]
+        return self._pending.popleft() if self._pending else None
 
     def _wait_for_slot(self, limits: tuple[RateLimit, ...], now: float) -> float:
         wait = 0.0
         for limit in limits:
             span = limit.window + limit.slack
+            # slots are appended in claim order, so the count-th latest row is the oldest of the last `count` claims
             recent = self._db.execute(
-                "SELECT at FROM slots WHERE at > ? ORDER BY at DESC LIMIT 1 OFFSET ?", (now - span, limit.count - 1)
+                "SELECT at FROM slots ORDER BY rowid DESC LIMIT 1 OFFSET ?", (limit.count - 1,)
             ).fetchone()
-            if recent is not None:  # `count` claims already in the window: wait until the oldest leaves it
+            if recent is not None and recent[0] > now - span:  # all `count` in the window: wait until it leaves
                 wait = max(wait, recent[0] + span - now)
         return wait
 
