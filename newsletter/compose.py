@@ -82,8 +82,13 @@ def _header_block(message: EmailMessage) -> bytes:
 
 
 def _qp(text: str) -> str:
-    """Quoted-printable of the UTF-8 bytes (body_encode works per character, so pass bytes as latin-1)."""
-    return body_encode(text.replace("\r\n", "\n").encode("utf-8").decode("latin-1"), maxlinelen=QP_LINE, eol=EOL)
+    """Quoted-printable of the UTF-8 bytes (body_encode works per character, so pass bytes as latin-1).
+
+    A dot that would start a line is written `=2E`, so no line of a message starts with a dot and SMTP's
+    dot-stuffing (RFC 5321 4.5.2) finds nothing to copy per recipient. Lines are wrapped 2 short to leave room."""
+    latin1 = text.replace("\r\n", "\n").encode("utf-8").decode("latin-1")
+    encoded = body_encode(latin1, maxlinelen=QP_LINE - 2, eol=EOL).replace(EOL + ".", EOL + "=2E")
+    return "=2E" + encoded[1:] if encoded.startswith(".") else encoded
 
 
 class MessageFactory:

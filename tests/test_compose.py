@@ -32,11 +32,11 @@ def factory(project: Path) -> MessageFactory:
     return MessageFactory(render_checked(SAMPLE_EDITION, project, ("city",)), now=NOW)
 
 
-def reference_message(factory: MessageFactory, recipient: Recipient) -> EmailMessage:
+def reference_message(factory: MessageFactory, recipient: Recipient, with_name: bool = True) -> EmailMessage:
     """The naive build: one full EmailMessage per recipient, encoded by the email package itself."""
     text, html = factory.personalise(recipient)
     message = EmailMessage(policy=policy.SMTP)
-    message["To"] = f"{recipient.name} <{recipient.email}>" if recipient.name else recipient.email
+    message["To"] = f"{recipient.name} <{recipient.email}>" if recipient.name and with_name else recipient.email
     message["Subject"] = factory.subject
     message.set_content(text, cte="quoted-printable")
     message.add_alternative(html, subtype="html", cte="quoted-printable")
@@ -101,6 +101,16 @@ def test_quoted_printable_lines_stay_within_rfc_2045(factory: MessageFactory) ->
     assert max(len(line) for line in body.split(b"\r\n")) <= 76
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert all(byte < 128 for byte in data)
+
+
+def test_no_line_starts_with_a_dot(factory: MessageFactory) -> None:
+    """A leading dot is written =2E, so SMTP's dot-stuffing has nothing to copy; the parts still decode the same."""
+    recipient = Recipient("dot@example.org", ".Dot ." + "." * 80)
+    data = factory.compose(recipient).data
+    assert b"\r\n." not in data
+    reference = message_from_bytes(bytes(reference_message(factory, recipient, with_name=False)), policy=policy.default)
+    assert parts(parse_message(data)) == parts(reference)
+    assert "Hi .Dot ." + "." * 80 in parts(reference)[0]
 
 
 CVE_TITLE = "Weekly =?UTF-8?Q?=0A?=Bcc: x@example.com"

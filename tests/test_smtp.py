@@ -297,3 +297,19 @@ def test_smtp_capture_on_a_busy_port_is_one_clear_line(project: Path, cli) -> No
         result.err
         == f"newsletter: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
     )
+
+
+def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smtp_env) -> None:
+    """Dot-stuffing (RFC 5321 4.5.2): a message that does have such lines is not cut short at a lone dot."""
+    from newsletter.compose import ComposedMessage
+    from newsletter.config import require_smtp_settings
+    from newsletter.model import Recipient
+    from newsletter.smtp import SMTPBackend
+
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    data = b"To: a@example.org\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend\r\n"
+    with SMTPBackend(require_smtp_settings(project), "newsletter@example.org") as backend:
+        reply = backend.send(ComposedMessage(Recipient("a@example.org"), "<x@example.org>", data))
+    assert reply.startswith("250")
+    assert server.handler.received[0].data.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")
