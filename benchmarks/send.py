@@ -1,12 +1,14 @@
 """Benchmark: `newsletter send` throughput against Postfix's smtp-sink, beside the references, in one run.
 
-    python benchmarks/send.py [--recipients 10000] [--profile]
+    python benchmarks/send.py [--recipients 10000] [--rounds 3] [--mailmerge 2000] [--profile]
 
 Prints messages per second for: Postfix's `smtp-source -s 4` (the reference load generator), plain smtplib with
-4 reused connections sending the same pre-built messages, the `mailmerge` CLI (if installed; it opens a
-connection per message, so it runs on a 500-message slice), and `newsletter send --connections 4` with its
-durable journal. Needs Debian's `postfix` package for /usr/sbin/smtp-sink and smtp-source (no daemon).
-`--profile` also runs the send in-process under cProfile and prints where the time goes.
+4 reused connections sending the same pre-built messages, the `mailmerge` CLI (`pip install mailmerge`; it
+opens a connection per message, so it runs on a 2,000-message slice), and the whole `newsletter send
+--connections 4` command with its durable journal, from a fresh journal each time. Each round measures all four
+one after the other, and the ratios are taken within a round; this machine's figures vary by 20% from run to
+run, so several rounds and their median are printed. Needs Debian's `postfix` package for /usr/sbin/smtp-sink
+and smtp-source (no daemon). `--profile` also runs the send in-process under cProfile.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pstats
 import shutil
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,22 +74,23 @@ def smtplib_reference(port: int, messages: list[bytes], connections: int = 4) ->
     return time.perf_counter() - start
 
 
-def mailmerge_reference(work: Path, port: int, template: bytes, count: int) -> float | None:
+def mailmerge_reference(work: Path, port: int, template: bytes, count: int, fresh: bool) -> float | None:
     mailmerge = shutil.which("mailmerge") or str(Path(sys.executable).with_name("mailmerge"))
     if not Path(mailmerge).exists():
         return None
     folder = work / "mailmerge"
-    folder.mkdir()
-    headers, body = template.split(b"\r\n\r\n", 1)
-    kept = [h for h in headers.split(b"\r\n") if not h.lower().startswith((b"to:", b" "))]
-    (folder / "template.txt").write_bytes(
-        b"TO: {{email}}\n" + b"\n".join(kept) + b"\n\n" + body.replace(b"\r\n", b"\n")
-    )
-    with (folder / "database.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["email"]] + [[f"reader{i}@example.org"] for i in range(count)])
-    (folder / "server.conf").write_text(
-        f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nusername = None\nratelimit = 0\n"
-    )
+    if fresh:
+        folder.mkdir()
+        headers, body = template.split(b"\r\n\r\n", 1)
+        kept = [h for h in headers.split(b"\r\n") if not h.lower().startswith((b"to:", b" "))]
+        (folder / "template.txt").write_bytes(
+            b"TO: {{email}}\n" + b"\n".join(kept) + b"\n\n" + body.replace(b"\r\n", b"\n")
+        )
+        with (folder / "database.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows([["email"]] + [[f"reader{i}@example.org"] for i in range(count)])
+        (folder / "server.conf").write_text(
+            f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nusername = None\nratelimit = 0\n"
+        )
     command = [mailmerge, "--no-dry-run", "--no-limit", "--output-format", "raw", "--template", "template.txt",
                "--database", "database.csv", "--config", "server.conf"]  # fmt: skip
     start = time.perf_counter()
@@ -94,11 +98,32 @@ def mailmerge_reference(work: Path, port: int, template: bytes, count: int) -> f
     return time.perf_counter() - start
 
 
+def smtp_source_reference(port: int, count: int, size: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([SOURCE, "-s", "4", "-m", str(count), "-l", str(size), "-f", "newsletter@example.org",
+                    "-t", "reader@example.org", f"127.0.0.1:{port}"], check=True)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def newsletter_send(work: Path, env: dict[str, str]) -> tuple[float, str]:
+    """The whole `newsletter send --connections 4` command, from a fresh journal; returns (seconds, summary)."""
+    shutil.rmtree(work / ".newsletter", ignore_errors=True)
+    command = [sys.executable, "-m", "newsletter", "send", EDITION, "--recipients", "list.csv", "--yes",
+               "--connections", "4"]  # fmt: skip
+    start = time.perf_counter()
+    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        raise SystemExit(run.stderr)
+    return seconds, run.stdout.strip().splitlines()[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="measure everything this many times, interleaved")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--mailmerge", type=int, default=500, help="messages for the mailmerge reference")
+    parser.add_argument("--mailmerge", type=int, default=2000, help="messages for the mailmerge reference")
     args = parser.parse_args()
     count = args.recipients
     for tool in (SINK, SOURCE):
@@ -121,35 +146,28 @@ def main() -> None:
         factory = MessageFactory(render_checked(EDITION, work))
         messages = [factory.compose(Recipient(f"reader{i}@example.org", f"Reader {i}")).data for i in range(count)]
         size = len(messages[0])
-        print(f"sink: Postfix smtp-sink on 127.0.0.1:{port}; message size {size:,} bytes; {count:,} recipients")
-
-        start = time.perf_counter()
-        subprocess.run([SOURCE, "-s", "4", "-m", str(count), "-l", str(size), "-f", "newsletter@example.org",
-                        "-t", "reader@example.org", f"127.0.0.1:{port}"], check=True)  # fmt: skip
-        source = time.perf_counter() - start
-        print(f"reference smtp-source -s 4:              {rate(count, source)}")
-        plain = smtplib_reference(port, messages)
-        print(f"reference smtplib, 4 reused connections:  {rate(count, plain)}")
         slice_ = min(args.mailmerge, count)
-        merged = mailmerge_reference(work, port, messages[0], slice_)
-        if merged is None:
-            print("reference mailmerge:                       not installed (pip install mailmerge)")
-        else:
-            print(f"reference mailmerge ({slice_:,} messages):   {rate(slice_, merged)}")
-
         env = {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
                "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip
-        command = [sys.executable, "-m", "newsletter", "send", EDITION, "--recipients", "list.csv", "--yes",
-                   "--connections", "4"]  # fmt: skip
-        start = time.perf_counter()
-        run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-        ours = time.perf_counter() - start
-        if run.returncode != 0:
-            raise SystemExit(run.stderr)
-        print(f"newsletter send --connections 4 (whole command, journal included): {rate(count, ours)}")
-        print(f"  its own summary: {run.stdout.strip().splitlines()[-1]}")
-        print(f"  vs smtp-source: {source / ours:.0%}; vs mailmerge: "
-              + (f"{(slice_ / merged) and (count / ours) / (slice_ / merged):.0f}x" if merged else "n/a"))  # fmt: skip
+        print(f"sink: Postfix smtp-sink on 127.0.0.1:{port}; message size {size:,} bytes; {count:,} recipients; "
+              f"mailmerge on {slice_:,} (it opens a connection per message); messages/s, whole commands")  # fmt: skip
+        print(f"{'round':>5} {'smtp-source -s 4':>16} {'smtplib x4':>10} {'mailmerge':>9} {'newsletter':>10} "
+              f"{'vs source':>9} {'vs mailmerge':>12}")  # fmt: skip
+        results = []
+        for number in range(1, args.rounds + 1):
+            source = count / smtp_source_reference(port, count, size)
+            plain = count / smtplib_reference(port, messages)
+            merged_seconds = mailmerge_reference(work, port, messages[0], slice_, fresh=number == 1)
+            merged = slice_ / merged_seconds if merged_seconds else float("nan")
+            seconds, summary = newsletter_send(work, env)
+            ours = count / seconds
+            results.append((source, plain, merged, ours))
+            print(f"{number:>5} {source:>16,.0f} {plain:>10,.0f} {merged:>9,.0f} {ours:>10,.0f} "
+                  f"{ours / source:>9.0%} {ours / merged:>11.1f}x   ({summary})")  # fmt: skip
+        if args.rounds > 1:
+            source, plain, merged, ours = (statistics.median(column) for column in zip(*results, strict=True))
+            print(f"{'median':>6}{source:>16,.0f} {plain:>10,.0f} {merged:>9,.0f} {ours:>10,.0f} "
+                  f"{ours / source:>9.0%} {ours / merged:>11.1f}x")  # fmt: skip
         if args.profile:
             profile_send(work, env)
     finally:

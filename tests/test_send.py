@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import csv
 import os
 import random
@@ -123,6 +124,30 @@ def test_faults_end_exactly_once_or_reported(project: Path, smtp_server, sending
             assert counts[email] == 1
     assert (report.progress.sent, report.progress.failed, report.progress.in_doubt) == (8, 2, 2)
     assert not report.stop_reason
+
+
+def test_every_message_arrives_after_its_recipient_is_committed_as_sending(project: Path, smtp_server, sending):
+    """The journal's promise, checked from the server's side: while a message comes in, a separate reader of the
+    journal (which sees committed transactions only) already finds its recipient `sending`."""
+    import sqlite3
+
+    class Watching(CaptureHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.states: list[str] = []
+
+        async def handle_DATA(self, server, session, envelope):
+            uri = f"{journal_path(project, SAMPLE_EDITION).as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+                (state,) = db.execute("SELECT state FROM recipients WHERE email = ?", envelope.rcpt_tos).fetchone()
+            self.states.append(state)
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=Watching())
+    sending(server)
+    report = run_send(project, recipients_file(project / "list.csv", 300), connections=3)
+    assert report.progress.sent == 300
+    assert server.handler.states == ["sending"] * 300
 
 
 def test_in_doubt_resent_only_when_asked_with_the_same_message_id(project: Path, smtp_server, sending) -> None:
@@ -265,7 +290,7 @@ def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "interrupted; run the same command again to resume" in err and "Traceback" not in err
     states = journal_rows(project)
