@@ -13,6 +13,7 @@ for names it cannot simply quote. tests/test_compose.py checks every form agains
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import html
@@ -30,6 +31,8 @@ from .model import Recipient, RenderedEdition
 from .render import split_placeholders
 
 EOL = "\r\n"
+# printable ASCII but "=", not starting with a dot nor starting or ending with a space
+_PLAIN_QP = re.compile(r"[!-\-/-<>-~]([ !-<>-~]*[!-<>-~])?")
 QP_LINE = 75  # one short of RFC 2045's 76, leaving room for the soft break that joins pieces
 _DEV_UNSUBSCRIBE_KEY = "newsletter-development-key"
 
@@ -41,13 +44,18 @@ class ComposedMessage:
     recipient: Recipient
     message_id: str
     data: bytes
+    dot_safe: bool = False  # no line of `data` starts with a dot, so SMTP need not dot-stuff it (compose's own)
 
 
 def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
     """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
     digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{email.lower()}".encode()).hexdigest()[:32]
-    label = re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
-    return f"<{digest}.{label}@{domain}>"
+    return f"<{digest}.{_label(edition_name)}@{domain}>"
+
+
+@functools.lru_cache
+def _label(edition_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
 
 
 def unsubscribe_token(secret: str, list_id: str, email: str) -> str:
@@ -84,8 +92,11 @@ def _header_block(message: EmailMessage) -> bytes:
 def _qp(text: str) -> str:
     """Quoted-printable of the UTF-8 bytes (body_encode works per character, so pass bytes as latin-1).
 
-    A dot that would start a line is written `=2E`, so no line of a message starts with a dot and SMTP's
-    dot-stuffing (RFC 5321 4.5.2) finds nothing to copy per recipient. Lines are wrapped 2 short to leave room."""
+    A dot that would start a line is written `=2E`, so no line of a message starts with a dot and the message
+    needs no dot-stuffing on its way through SMTP (RFC 5321 4.5.2). Lines are wrapped 2 short to leave room.
+    A short plain value (most names and addresses) is its own encoding: the common case costs no encoder call."""
+    if len(text) <= QP_LINE - 2 and _PLAIN_QP.fullmatch(text):
+        return text
     latin1 = text.replace("\r\n", "\n").encode("utf-8").decode("latin-1")
     encoded = body_encode(latin1, maxlinelen=QP_LINE - 2, eol=EOL).replace(EOL + ".", EOL + "=2E")
     return "=2E" + encoded[1:] if encoded.startswith(".") else encoded
@@ -184,7 +195,7 @@ class MessageFactory:
             ]
         )
         data = own.encode("ascii") + self._common_headers + EOL.encode() + body.encode("ascii")
-        return ComposedMessage(recipient, message_id, data)
+        return ComposedMessage(recipient, message_id, data, dot_safe=True)
 
     def _to(self, recipient: Recipient) -> str:
         """The To value from the recipient's fields. Plain ASCII names (most of them) are quoted by formataddr;

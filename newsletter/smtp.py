@@ -34,6 +34,8 @@ def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
 
 def envelope_address(email: str) -> str:
     """The address as SMTP carries it without SMTPUTF8: an internationalised domain in its IDNA form."""
+    if email.isascii():  # the common case; addresses were validated when the list was loaded
+        return email
     local, _, domain = email.rpartition("@")
     return f"{local}@{domain.encode('idna').decode('ascii')}"
 
@@ -213,7 +215,7 @@ class SMTPBackend:
                 raise DeliveryError(f"{self.where}: DATA refused: {_reply(*data)}", data[0])
             if before_data:
                 before_data()
-            smtp.send(_dot_stuffed(message.data) + b".\r\n")
+            smtp.send((message.data if message.dot_safe else _dot_stuffed(message.data)) + b".\r\n")
 
     def finish(self) -> str:
         """Step 3: the server's final reply to the message, checked; returns it."""
