@@ -18,6 +18,7 @@ import collections
 import fcntl
 import hashlib
 import heapq
+import itertools
 import json
 import sqlite3
 import time
@@ -264,6 +265,11 @@ class Journal:
         if outcome.state == "pending":  # to be tried again, after its delay
             self._attempts[row_id] += charged
             heapq.heappush(self._retries, (now + outcome.retry_in, row_id))
+
+    def upcoming(self, count: int) -> list[tuple[int, Recipient]]:
+        """The next `count` recipients a claim would take if no retry falls due first: (row id, recipient)."""
+        ids = itertools.islice(self._pending, count)
+        return [(row_id, self._rows[row_id - 1][0]) for row_id in ids]
 
     def _next_due(self, now: float) -> int | None:
         """The recipient to claim: one whose retry delay is over, else the next never tried."""

@@ -224,6 +224,7 @@ class _Runner:
         self.consecutive_failures = 0
         self.claims = 0
         self.last_report = 0.0
+        self.precomposed: dict[int, ComposedMessage] = {}  # by journal row id, see _precompose
 
     def halt(self, reason: str) -> None:
         """Stop claiming recipients; messages in flight finish. The first reason is reported."""
@@ -313,15 +314,23 @@ class _Runner:
             self._step(lane, self._start)
         for lane in [lane for lane in lanes if lane.in_flight]:
             self._step(lane, self._transmit)
+        self._precompose(len(lanes))
         for lane in [lane for lane in lanes if lane.in_flight]:
             self._step(lane, self._finish)
+
+    def _precompose(self, count: int) -> None:
+        """Compose the messages the next round will most likely claim (the next pending recipients, in order)
+        while the server is still busy with this round's, instead of after the commit, when it waits for us."""
+        old, compose = self.precomposed, self.send.factory.compose
+        upcoming = self.send.journal.upcoming(count)
+        self.precomposed = {row_id: old.get(row_id) or compose(recipient) for row_id, recipient in upcoming}
 
     def _start(self, lane: _Lane) -> None:
         if lane.backend is None:
             backend = SMTPBackend(self.send.settings, self.send.factory.sender.addr_spec, self.options.verbose)
             backend.connect()
             lane.backend = backend
-        lane.message = self.send.factory.compose(lane.claim.recipient)
+        lane.message = self.precomposed.pop(lane.claim.id, None) or self.send.factory.compose(lane.claim.recipient)
         lane.backend.start(lane.message)
 
     def _transmit(self, lane: _Lane) -> None:
