@@ -207,8 +207,9 @@ class _Runner:
     The commit records every connection's last outcome and claims each one's next recipient (group commit: the
     connections share one fsync). Then each connection writes its MAIL/RCPT/DATA, each its message, and each
     waits for its reply, so the server works on one connection's message while this process writes the next.
-    One process, one thread: composing and SMTP framing cost less than the locks and hand-offs that threads or
-    worker processes would add (benchmarks/send.py measured both), and a `kill -9` stops every connection at once.
+    One process, one thread: composing and SMTP framing cost less than the hand-offs that worker processes or
+    threads would add (a worker process per connection used twice the CPU per message against smtp-sink; threads
+    more still, in lock hand-offs), and a `kill -9` stops every connection at once.
     Ctrl-C finishes the round in flight and records it; a second Ctrl-C stops at once (those recipients are then
     in doubt).
     """
