@@ -184,7 +184,6 @@ class _Lane:
 
     backend: SMTPBackend | None = None
     claim: Claim | None = None
-    message: ComposedMessage | None = None
     data_started: bool = False  # the server said 354 and the message is going out: a lost reply means in doubt
     outcome: Outcome | None = None  # of `claim`, recorded by the next commit
     resume_at: float = 0.0  # time.monotonic() before which it claims nothing (backoff, rate limit)
@@ -294,7 +293,7 @@ class _Runner:
         for lane, step, answer in zip(asking, steps, answers, strict=True):
             if lane.outcome is not None:
                 self._count(lane.outcome)
-            lane.claim, lane.outcome, lane.message, lane.data_started = None, None, None, False
+            lane.claim, lane.outcome, lane.data_started = None, None, False
             if isinstance(answer, Claim):
                 lane.claim = answer
             elif isinstance(answer, float):
@@ -331,8 +330,8 @@ class _Runner:
             backend = SMTPBackend(self.send.settings, self.send.factory.sender.addr_spec, self.options.verbose)
             backend.connect()
             lane.backend = backend
-        lane.message = self.precomposed.pop(lane.claim.id, None) or self.send.factory.compose(lane.claim.recipient)
-        lane.backend.start(lane.message)
+        message = self.precomposed.pop(lane.claim.id, None) or self.send.factory.compose(lane.claim.recipient)
+        lane.backend.start(message)
 
     def _transmit(self, lane: _Lane) -> None:
         lane.backend.transmit(before_data=lambda: setattr(lane, "data_started", True))
@@ -353,14 +352,13 @@ class _Runner:
 
     def _failure(self, lane: _Lane, error: DeliveryError) -> Outcome:
         """What a failed send means for its recipient, and for the connection."""
-        if error.permanent:  # a final refusal of this message; the connection stays usable
-            return Outcome("failed", str(error))
-        connected = lane.backend is not None
-        lane.hang_up()
-        if not connected:  # the server, not the recipient: wait, reconnect, and do not charge them
+        if lane.backend is None:  # could not connect: the server, not the recipient; wait, and do not charge them
             lane.reconnects += 1
             lane.resume_at = time.monotonic() + self._delay(lane.reconnects)
             return Outcome("pending", str(error), charge_attempt=False)
+        if error.permanent:  # a final refusal of this message; the connection stays usable
+            return Outcome("failed", str(error))
+        lane.hang_up()
         attempts = lane.claim.attempts + 1
         if lane.data_started and error.code is None:
             return Outcome("in-doubt", str(error))  # the server may have stored it (RFC 1047)

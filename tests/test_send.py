@@ -184,6 +184,36 @@ def test_consecutive_failures_stop_the_run_and_a_rerun_resumes(project: Path, sm
     assert set(received_counts(handler).values()) == {1} and len(received_counts(handler)) == 30
 
 
+def test_a_server_refusing_connections_charges_no_recipient(project: Path, smtp_env) -> None:
+    """A 554 greeting is the server's problem, not the recipient's: nobody is marked failed, a rerun resumes."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    refusals = []
+
+    def refuse() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # closed at the end of the test
+                return
+            with connection:
+                connection.sendall(b"554 5.3.2 No service for you\r\n")
+                refusals.append(1)
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        smtp_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(listener.getsockname()[1]), "SMTP_SECURITY": "none",
+                  "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})  # fmt: skip
+        report = run_send(project, recipients_file(project / "list.csv", 5), max_consecutive_failures=3)
+    finally:
+        listener.close()
+    assert report.stop_reason.startswith("stopped after 3 consecutive failed sends")
+    assert "554 5.3.2 No service for you" in report.stop_reason
+    assert len(refusals) == 3
+    assert set(journal_rows(project).values()) == {"pending"}
+
+
 def test_changed_recipients_or_edition_is_refused(project: Path, smtp_server, sending, cli) -> None:
     server = smtp_server()
     sending(server)
