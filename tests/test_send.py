@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_EDITION, parse_message
+from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message
 
 from newsletter.capture import CaptureHandler
 from newsletter.journal import journal_path
@@ -124,6 +124,21 @@ def test_faults_end_exactly_once_or_reported(project: Path, smtp_server, sending
             assert counts[email] == 1
     assert (report.progress.sent, report.progress.failed, report.progress.in_doubt) == (8, 2, 2)
     assert not report.stop_reason
+
+
+def test_starttls_and_auth_once_per_connection_reused_for_many_messages(project: Path, smtp_server, smtp_env):
+    server = smtp_server(tls="starttls", auth=True)
+    smtp_env({**server.env("starttls", SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD),
+              "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})  # fmt: skip
+    report = run_send(project, recipients_file(project / "list.csv", 30), connections=3)
+    assert report.complete and report.progress.sent == 30
+    assert server.authenticator.attempts == 3, "one login per connection, not per message"
+    assert len({r.peer for r in server.handler.received}) == 3
+    for received in server.handler.received:
+        message = parse_message(received.data)
+        assert received.rcpt_tos == (message["To"].addresses[0].addr_spec,)
+        assert received.mail_from == "newsletter@example.org"
+    assert set(received_counts(server.handler).values()) == {1} and len(received_counts(server.handler)) == 30
 
 
 def test_every_message_arrives_after_its_recipient_is_committed_as_sending(project: Path, smtp_server, sending):
