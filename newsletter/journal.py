@@ -216,11 +216,12 @@ class Journal:
         self._pending: collections.deque[int] = collections.deque()
         self._retries: list[tuple[float, int]] = []  # (not_before, id): recipients waiting out a retry delay
         self._attempts: dict[int, int] = {}
+        now = time.time()
         for row_id, attempts, not_before in self._db.execute(
             "SELECT id, attempts, not_before FROM recipients WHERE state = 'pending' ORDER BY id"
         ):
             self._attempts[row_id] = attempts
-            if not_before > time.time():
+            if not_before > now:
                 heapq.heappush(self._retries, (not_before, row_id))
             else:
                 self._pending.append(row_id)
