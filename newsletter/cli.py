@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,7 +99,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     options = SendOptions(
         connections=args.connections, rate=args.rate, per_hour=args.per_hour, resend_in_doubt=args.resend_in_doubt,
         max_consecutive_failures=args.max_consecutive_failures, retry_delay=args.retry_delay, limit=args.limit,
-        verbose=args.verbose,
+        give_up_after=args.give_up_after, verbose=args.verbose,
     )  # fmt: skip
     send = Send(args.edition, args.recipients, options=options)
     try:
@@ -112,16 +113,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         )
         if plan.pending == 0:
             print("nothing left to send; `newsletter status` shows how it went")
-            counts = send.journal.counts()
-            return _send_exit(counts["failed"], counts["in-doubt"])
+            counts = send.counts()
+            return _send_exit(counts.get("failed", 0), counts.get("in-doubt", 0))
         if not args.yes and not _confirmed():
             return 1
         printer = _ProgressPrinter()
         report = send.run(printer)
         printer.finish()
-    except KeyboardInterrupt:
-        print("\nnewsletter: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
     finally:
         send.close()
     done = report.progress
@@ -129,6 +127,12 @@ def cmd_send(args: argparse.Namespace) -> int:
           f"of {done.total}; this run {done.sent_this_run} at {done.rate:.0f}/s")  # fmt: skip
     for note in report.notes:
         print(f"newsletter: {note}", file=sys.stderr)
+    if report.interrupted:
+        print("newsletter: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if report.fatal:
+        print(f"newsletter: {report.stop_reason}", file=sys.stderr)
+        return 1
     if report.stop_reason:
         print(f"newsletter: {report.stop_reason}; run the same command again to resume", file=sys.stderr)
         return 1
@@ -155,25 +159,34 @@ def _confirmed() -> bool:
 
 
 class _ProgressPrinter:
-    """A progress bar redrawn in place on a terminal; elsewhere one plain line per 1,000 messages."""
+    """A progress bar redrawn in place on a terminal; elsewhere one plain line per 1,000 messages, and a line
+    whenever there is news (a connection problem, a slow-down) so a log shows it the moment it happens."""
 
     def __init__(self) -> None:
         self.on_terminal = sys.stderr.isatty()
-        self.thousands = None
+        self.thousands: int | None = None
+        self.note = ""
 
     def __call__(self, progress) -> None:
+        connections = (f" connections {progress.connections_allowed}/{progress.connections}"
+                       if progress.connections_allowed < progress.connections else "")  # fmt: skip
         if self.on_terminal:
             width = 30
             filled = int(width * progress.done / max(progress.total, 1))
             eta = f"{progress.eta:.0f}s" if progress.eta is not None else "?"
-            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} sent {progress.sent} "
-                  f"failed {progress.failed} in doubt {progress.in_doubt} {progress.rate:.0f}/s ETA {eta}  ",
-                  end="", file=sys.stderr, flush=True)  # fmt: skip
+            note = f" | {progress.note}" if progress.note else ""
+            print(f"\r\x1b[K[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{progress.total} sent "
+                  f"{progress.sent} failed {progress.failed} in doubt {progress.in_doubt} {progress.rate:.0f}/s "
+                  f"ETA {eta}{connections}{note}", end="", file=sys.stderr, flush=True)  # fmt: skip
             return
+        if progress.note != self.note:
+            self.note = progress.note
+            if progress.note:
+                print(f"newsletter: {progress.note}", file=sys.stderr, flush=True)
         thousands = progress.done // 1000
         if self.thousands is not None and thousands > self.thousands:
             print(f"{thousands * 1000}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
-                  f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s", flush=True)  # fmt: skip
+                  f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s{connections}", flush=True)  # fmt: skip
         self.thousands = thousands
 
     def finish(self) -> None:
@@ -217,9 +230,12 @@ def _shown(path: Path | None) -> str:
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
         return value
 
     return parse
@@ -282,6 +298,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="stop after N failed sends in a row (default 20); running again resumes")  # fmt: skip
     send.add_argument("--retry-delay", type=_positive(float), default=1.0, metavar="SECONDS",
                       help="first wait before retrying a temporary failure; doubles each time (default 1)")  # fmt: skip
+    send.add_argument("--give-up-after", type=_positive(float), default=60.0, metavar="SECONDS",
+                      help="stop when every attempt has failed for this long, e.g. the server cannot be reached "
+                      "(default 60)")  # fmt: skip
 
     status = command("status", cmd_status, "show how the send of an edition went: counts, failed and in-doubt")
     status.add_argument("edition", help="edition name under issues/, or its folder")

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import html
 import re
+import uuid
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address
@@ -110,9 +111,13 @@ class MessageFactory:
         rendered: RenderedEdition,
         subject_prefix: str = "",
         now: dt.datetime | None = None,
+        unique_ids: bool = False,
     ) -> None:
+        """`unique_ids` gives every message a Message-ID of its own (test sends): a client that de-duplicates by
+        Message-ID must not hide the real edition from the person who tested it."""
         publication = rendered.publication
         self.rendered = rendered
+        self.unique_ids = unique_ids
         self.sender = parse_mailbox(publication.sender, "sender (NEWSLETTER_FROM or [publication] from)")
         self.subject = check_header_value(
             "subject", subject_prefix + rendered.edition.subject, rendered.edition.folder / "issue.toml"
@@ -161,9 +166,19 @@ class MessageFactory:
         return tuple(known[f] if f in known else recipient.fields.get(f, "") for f in self._fields)
 
     def message_id(self, recipient: Recipient) -> str:
+        if self.unique_ids:
+            return f"<{uuid.uuid4().hex}.test.{_label(self.rendered.edition.name)}@{self.sender.domain}>"
         return message_id_for(
             self.rendered.edition.name, self.rendered.publication.list_id, recipient.email, self.sender.domain
         )
+
+    def fingerprint(self) -> str:
+        """A digest of everything a recipient sees but the date: both parts, subject, sender, list headers and the
+        unsubscribe link (its URL and the secret that signs it), all through a probe recipient's message.
+        A resumed send compares it, so one edition's recipients never get two different messages."""
+        probe = Recipient("probe@fingerprint.invalid", "Probe", {f: f"[{f}]" for f in self._fields})
+        data = re.sub(rb"\r\nDate: [^\r\n]*", b"", self.compose(probe).data, count=1)
+        return hashlib.sha256(data).hexdigest()
 
     def personalise(self, recipient: Recipient) -> tuple[str, str]:
         """The (text, html) parts for one recipient, decoded: what `build` writes beside the .eml."""

@@ -55,19 +55,45 @@ class CheckFailed(NewsletterError):
 
 
 class DeliveryError(NewsletterError):
-    """The SMTP server could not be reached, refused us, or refused the message.
+    """A message or a connection failed, in words that do not depend on the transport (SMTP, files, an API).
 
-    `code` is the server's reply code where there was one: 4xx is worth retrying later, 5xx is final.
+    `code` is the server's reply code where there was one. The subclasses say what the failure means for the
+    recipient, which is all the send loop needs to know: try again later, give up, or ask the user.
+    `slow_down` says the receiver asked for fewer connections or a slower pace (SMTP 421 or 4.7.x, HTTP 429).
     """
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, slow_down: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.slow_down = slow_down
 
     @property
     def permanent(self) -> bool:
         return self.code is not None and 500 <= self.code < 600
 
 
-class AuthenticationFailed(DeliveryError):
+class TemporaryFailure(DeliveryError):
+    """Not delivered, and worth trying again later: a 4xx reply, or a connection lost before the message went out."""
+
+
+class PermanentFailure(DeliveryError):
+    """Refused for good (a 5xx reply to this message or recipient)."""
+
+
+class OutcomeUnknown(DeliveryError):
+    """Lost after the message went out and before the server's answer: it may or may not have been stored
+    (RFC 1047), so sending it again could deliver it twice."""
+
+
+class ConnectionFailed(TemporaryFailure):
+    """No usable connection (refused, timed out, dropped between messages, a 4xx/5xx greeting): the server's
+    problem, charged to no recipient."""
+
+
+class SetupFailed(DeliveryError):
+    """The delivery settings cannot work as they are (certificate not trusted, no STARTTLS, no AUTH): trying
+    again changes nothing until the user fixes them."""
+
+
+class AuthenticationFailed(SetupFailed):
     """The server rejected the configured username and password."""

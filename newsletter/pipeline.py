@@ -6,9 +6,9 @@ The CLI calls these functions and nothing else of the core; a Python user can ca
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from .recipients import RecipientList, load_recipients, suppressed_addresses
 from .render import render_edition
 from .review import ReviewData, review_page
 from .toolchecks import run_tool_checks
+from .transport import FileTransport
 from .verify import check_rendered
 from .writer import atomic_write, safe_join, write_files
 
@@ -134,22 +135,23 @@ def prepare_for_recipients(
     return MessageFactory(rendered), recipients
 
 
-def export_file_name(index: int, email: str) -> str:
-    """`00001-alice@example.org.eml`: sortable, readable, and made only of characters safe in any file system."""
-    return f"{index:05d}-{re.sub(r'[^A-Za-z0-9._@+-]', '_', email)[:100]}.eml"
-
-
 def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: Path | None = None) -> ExportResult:
-    """The dry run: one .eml per valid recipient plus manifest.csv. Imports nothing that can open a socket."""
+    """The dry run: one .eml per valid recipient plus manifest.csv, delivered through the same transport
+    interface and the same composition as a send, into files. Imports nothing that can open a socket."""
     factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
+    rows = asyncio.run(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))
     manifest = io.StringIO()
     writer = csv.writer(manifest, lineterminator="\n")
     writer.writerow(["recipient", "file", "Message-ID"])
-    out.mkdir(parents=True, exist_ok=True)
-    for index, recipient in enumerate(recipients.recipients, start=1):
-        message = factory.compose(recipient)
-        name = export_file_name(index, recipient.email)
-        atomic_write(safe_join(out, name), message.data, durable=False)
-        writer.writerow([recipient.email, name, message.message_id])
+    writer.writerows(rows)
     atomic_write(safe_join(out, MANIFEST), manifest.getvalue())
-    return ExportResult(out, len(recipients.recipients), recipients.problems)
+    return ExportResult(out, len(rows), recipients.problems)
+
+
+async def _deliver_to_files(factory: MessageFactory, recipients: list[Recipient], transport: FileTransport):
+    rows = []
+    async with transport:
+        for recipient in recipients:
+            message = factory.compose(recipient)
+            rows.append([recipient.email, await transport.send(message), message.message_id])
+    return rows

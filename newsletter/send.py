@@ -1,27 +1,40 @@
 """`newsletter send`: the edition to every subscriber, exactly once, resumable, rate-limited, over N connections.
 
-Each connection loops: claim the next recipient in the journal (durably `sending`), compose, MAIL / RCPT / DATA,
-and record the checked outcome while claiming the next one in the same commit. Retries, backoff and the
-consecutive-failure stop live here; durability and rate limits live in the journal.
+One process, one thread, one asyncio event loop. Each connection is a lane of its own:
+
+    connect (once) -> [record the last outcome + claim the next recipient] -> compose -> send -> repeat
+
+and no lane ever waits for another's server: a relay that answers each message after a varying delay (scanning,
+queueing) keeps every connection busy at its own pace, and one connection that hangs holds up only itself, until
+SMTP_TIMEOUT. The bracketed step is a journal commit (the recipient is durably `sending` before its MAIL);
+commits are shared: whatever steps are waiting when the journal is free go into one transaction (group commit),
+and that commit runs in a helper thread, so the loop keeps reading and writing sockets during its fsync.
+
+Ctrl-C: the first press stops claiming, lets the messages on their way finish and records them; a second press
+stops at once (those recipients are then in doubt). A server that asks to slow down (421, 4.7.x) gets fewer
+connections for a while (`policy.Throttle`); one that cannot be reached stops the run after `give_up_after`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .compose import ComposedMessage
-from .config import SMTPSettings, require_smtp_settings
-from .errors import AuthenticationFailed, ConfigError, DeliveryError, NewsletterError
-from .journal import Claim, Journal, Outcome, RateLimit, Step, fingerprint, journal_path
+from .errors import ConfigError, DeliveryError, NewsletterError, SetupFailed
+from .journal import Claim, Journal, JournalReader, JournalStore, Outcome, RateLimit, State, Step, journal_path
 from .pipeline import prepare_for_recipients
+from .policy import FailureWatch, RetryPolicy, Throttle
 from .recipients import suppressed_addresses
-from .smtp import SMTPBackend
+from .transport import Transport, TransportFactory, transport_for
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,16 @@ class SendOptions:
     max_attempts: int = 5
     retry_delay: float = 1.0  # first backoff; doubles per consecutive temporary failure
     max_retry_delay: float = 60.0
+    give_up_after: float = 60.0  # stop when every attempt has failed for this long (server unreachable)
     limit: int | None = None  # send at most this many messages in this run (warming up a new sender)
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        """Library callers get the same refusals as the command line: before anything is created."""
+        for name in ("connections", "rate", "per_hour", "retry_delay", "give_up_after", "limit"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"send option {name} must be a positive number, got {value!r}")
 
     def limits(self) -> tuple[RateLimit, ...]:
         limits = []
@@ -50,10 +71,15 @@ class SendOptions:
         parts = ([f"{self.rate:g}/s"] if self.rate else []) + ([f"{self.per_hour}/hour"] if self.per_hour else [])
         return " and ".join(parts) or "unlimited"
 
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.retry_delay, self.max_retry_delay)
+
 
 @dataclass
 class Progress:
-    """Counts for the progress line and the summary; `done` includes what earlier runs finished."""
+    """Counts for the progress line and the summary; `done` includes what earlier runs finished.
+
+    `note` is the latest thing the user should know while it runs (a connection problem, a slow-down)."""
 
     total: int
     sent: int = 0
@@ -61,6 +87,9 @@ class Progress:
     in_doubt: int = 0
     skipped: int = 0
     sent_this_run: int = 0
+    connections: int = 1
+    connections_allowed: int = 1
+    note: str = ""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -79,15 +108,22 @@ class Progress:
 
 @dataclass
 class SendReport:
-    """How a run ended: the counts, why it stopped early ('' when it did not), and notes for the user."""
+    """How a run ended: the counts, why it stopped early ('' when it did not), and notes for the user.
+
+    `fatal` says running again as is will not help (the settings must change first)."""
 
     progress: Progress
     stop_reason: str = ""
+    fatal: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return not self.stop_reason and self.progress.done == self.progress.total
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
 
 
 @dataclass(frozen=True)
@@ -103,297 +139,359 @@ class SendPlan:
     resuming: bool
 
 
+def recipients_fingerprint(rows: list[tuple]) -> str:
+    digest = hashlib.sha256()
+    for recipient, _ in rows:
+        digest.update(f"{recipient.email}\0{recipient.name}\0{sorted(recipient.fields.items())}\0".encode())
+    return digest.hexdigest()
+
+
 class Send:
-    """A prepared send: everything loaded and checked, no connection opened until `run`."""
+    """A prepared send: everything loaded and checked, nothing written and no connection opened until `run`."""
 
     def __init__(self, edition: str | Path, recipients_csv: Path, root: Path | None = None,
-                 options: SendOptions | None = None) -> None:  # fmt: skip
+                 options: SendOptions | None = None, transport: TransportFactory | None = None) -> None:  # fmt: skip
+        """`transport` makes one connection per lane; by default the configured SMTP server's."""
         self.root = root or Path.cwd()
         self.options = options or SendOptions()
-        self.settings: SMTPSettings = require_smtp_settings(self.root)
         self.factory, recipients = prepare_for_recipients(edition, recipients_csv, self.root, apply_suppression=False)
         self.problems = recipients.problems
         publication = self.factory.rendered.publication
-        if not publication.unsubscribe_secret:
+        if not publication.unsubscribe_secret.strip():
             raise ConfigError(
                 "NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `send`: it signs the unsubscribe links, so that your "
                 "unsubscribe endpoint can verify them (see .env.example)"
             )
+        if transport is None:
+            transport, self.where = transport_for(self.root, self.factory.sender.addr_spec, self.options.verbose)
+        else:
+            self.where = transport().where
+        self.new_transport = transport
         self.suppressed = suppressed_addresses(publication, self.root)
         self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
-        self._prints = (
-            fingerprint([self.factory.rendered.html, self.factory.rendered.text, self.factory.subject,
-                         self.factory.sender.addr_spec, publication.list_id]),
-            fingerprint(f"{r.email}\0{r.name}\0{sorted(r.fields.items())}" for r, _ in self._rows),
-        )  # fmt: skip
+        self._prints = (self.factory.fingerprint(), recipients_fingerprint(self._rows))
         self._recipients_csv = recipients_csv
-        self.journal = Journal(journal_path(self.root, self.factory.rendered.edition.name))
-        try:
-            self.resuming = self.journal.check_same_send(*self._prints, recipients_csv)
-        except BaseException:
-            self.journal.close()
-            raise
+        self.path = journal_path(self.root, self.factory.rendered.edition.name)
         self.total = len(self._rows)
+        self._counts: dict[str, int] = {}
+        self.resuming = False
+        if self.path.exists():  # only read: declining the plan must leave no trace
+            with JournalReader(self.path) as reader:
+                self.resuming = reader.check_same_send(*self._prints, recipients_csv)
+                self._counts = reader.counts()
+        self._store: JournalStore | None = None
         self._runner: _Runner | None = None
 
     def close(self) -> None:
-        self.journal.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def counts(self) -> dict[str, int]:
+        """Recipients per journal state, as of the last look (the start, or the end of `run`)."""
+        return dict(self._counts)
 
     def plan(self) -> SendPlan:
-        """What `run` would do; nothing is written to the journal until then, so declining leaves no trace."""
-        counts = self.journal.counts()
-        pending = counts["pending"] + (counts["in-doubt"] if self.options.resend_in_doubt else 0)
+        """What `run` would do; nothing is written until then, so declining leaves no journal at all."""
+        counts = self._counts
+        pending = counts.get("pending", 0) + (counts.get("in-doubt", 0) if self.options.resend_in_doubt else 0)
         return SendPlan(
             self.factory.rendered.edition.name, self.factory.subject, self.total,
-            pending if self.resuming else self.total, f"{self.settings.host}:{self.settings.port}",
-            self.options.describe_rate(), self.options.connections, self.journal.path, self.resuming,
+            pending if self.resuming else self.total, self.where,
+            self.options.describe_rate(), self.options.connections, self.path, self.resuming,
         )  # fmt: skip
 
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> SendReport:
-        """Send to every pending recipient, then report; Ctrl-C finishes the messages in flight and re-raises."""
-        if not self.resuming:
-            self.journal.start(*self._prints, self._rows, self._recipients_csv)
-            self.resuming = True
-        recovered = self.journal.recover()
+        """Send to every pending recipient, then report. Ctrl-C ends it early with stop_reason 'interrupted'."""
+        store = self._open_store()
+        recovered = store.recover()
         if self.options.resend_in_doubt:
-            self.journal.release_in_doubt()
-        self.journal.skip_suppressed(self.suppressed)
-        self.journal.prune_slots()
-        self.journal.queue(self._rows)
-        counts = self.journal.counts()
-        progress = Progress(self.total, counts["sent"], counts["failed"], counts["in-doubt"], counts["skipped"])
+            store.release_in_doubt()
+        store.skip_suppressed(self.suppressed)
+        journal = Journal(store, self._rows, self.options.limits())
+        counts = store.counts()
+        connections = self.options.connections
+        progress = Progress(self.total, counts["sent"], counts["failed"], counts["in-doubt"], counts["skipped"],
+                            connections=connections, connections_allowed=connections)  # fmt: skip
         report = SendReport(progress)
         if recovered and not self.options.resend_in_doubt:
             report.notes.append(
                 f"{recovered} recipient(s) were caught mid-send by an interrupted run and are in doubt: not re-sent "
                 "(see `newsletter status`; --resend-in-doubt sends them again)"
             )
-        self._runner = _Runner(self, report, on_progress)
-        self._runner.run()
+        self._runner = _Runner(self, journal, report, on_progress)
+        try:
+            asyncio.run(self._runner.run())
+        finally:
+            self._counts = store.counts()
         return report
+
+    def _open_store(self) -> JournalStore:
+        """Create the journal (or open it again), checking once more that it holds this very send."""
+        if self._store is None:
+            store = JournalStore(self.path)
+            try:
+                if not store.check_same_send(*self._prints, self._recipients_csv):
+                    store.start(*self._prints, self._rows, self._recipients_csv)
+            except BaseException:
+                store.close()
+                raise
+            self._store = store
+            self.resuming = True
+        return self._store
 
     def stop(self) -> None:
         """Ask a running `run` (in another thread) to finish the messages in flight and return."""
         if self._runner is not None:
-            self._runner.halt("stopped on request")
+            self._runner.halt_threadsafe("stopped on request")
+
+
+class _GroupCommit:
+    """Shares one journal commit among every step waiting when the journal is free.
+
+    A step is never held back to fill a batch: when no commit is running, the next one starts as soon as the
+    loop has run what is ready now; steps that arrive meanwhile go into the commit after it. Commits run one at
+    a time in a helper thread (SQLite waits for the disk without holding Python's lock), so the loop goes on
+    sending and receiving while the journal syncs."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.loop = asyncio.get_running_loop()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self.waiting: list[tuple[Step, asyncio.Future]] = []
+        self.busy = False
+
+    def step(self, step: Step) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.waiting.append((step, future))
+        if not self.busy:
+            self.busy = True
+            self.loop.call_soon(self._commit)
+        return future
+
+    def _commit(self) -> None:
+        batch, self.waiting = self.waiting, []
+        work = self.loop.run_in_executor(self.thread, self.journal.advance, [step for step, _ in batch])
+        work.add_done_callback(lambda done: self._committed(batch, done))
+
+    def _committed(self, batch: list[tuple[Step, asyncio.Future]], done: asyncio.Future) -> None:
+        error = done.exception()
+        answers = [error] * len(batch) if error else done.result()
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                if isinstance(answer, BaseException):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+        if self.waiting:
+            self._commit()
+        else:
+            self.busy = False
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)  # a commit under way finishes before the journal closes
 
 
 @dataclass
 class _Lane:
-    """One SMTP connection of a run, and the recipient it carries in the current round."""
+    """One connection of a run."""
 
-    backend: SMTPBackend | None = None
-    claim: Claim | None = None
-    data_started: bool = False  # the server said 354 and the message is going out: a lost reply means in doubt
-    outcome: Outcome | None = None  # of `claim`, recorded by the next commit
-    resume_at: float = 0.0  # time.monotonic() before which it claims nothing (backoff, rate limit)
+    index: int
+    transport: Transport | None = None
+    finished: tuple[Claim, Outcome] | None = None  # recorded by the lane's next commit
     reconnects: int = 0  # consecutive connection failures, for the backoff
-    finished: bool = False
-
-    @property
-    def in_flight(self) -> bool:
-        return self.claim is not None and self.outcome is None
-
-    def hang_up(self) -> None:
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
 
 
 class _Runner:
-    """One run, in rounds: one journal commit, then one message on each of N connections, side by side.
+    """One run: N lanes on one event loop, a shared group commit, and the policies that pace them."""
 
-    The commit records every connection's last outcome and claims each one's next recipient (group commit: the
-    connections share one fsync). Then each connection writes its MAIL/RCPT/DATA, each its message, and each
-    waits for its reply, so the server works on one connection's message while this process writes the next.
-    One process, one thread: composing and SMTP framing cost less than the hand-offs that worker processes or
-    threads would add (a worker process per connection used twice the CPU per message against smtp-sink; threads
-    more still, in lock hand-offs), and a `kill -9` stops every connection at once.
-    Ctrl-C finishes the round in flight and records it; a second Ctrl-C stops at once (those recipients are then
-    in doubt).
-    """
-
-    def __init__(self, send: Send, report: SendReport, on_progress: Callable[[Progress], None] | None) -> None:
+    def __init__(self, send: Send, journal: Journal, report: SendReport,
+                 on_progress: Callable[[Progress], None] | None) -> None:  # fmt: skip
         self.send = send
         self.options = send.options
+        self.journal = journal
         self.report = report
         self.progress = report.progress
         self.on_progress = on_progress
-        self.limits = self.options.limits()
-        self.stop = threading.Event()  # set by halt(), from a signal handler or another thread
-        self.consecutive_failures = 0
-        self.claims = 0
-        self.last_report = 0.0
-        self.precomposed: dict[int, ComposedMessage] = {}  # by journal row id, see _precompose
+        self.retry = self.options.retry_policy()
+        self.throttle = Throttle(max(1, self.options.connections))
+        self.watch = FailureWatch(self.options.max_consecutive_failures, self.options.give_up_after)
+        self.claims = 0  # this run's claims, for --limit
+        self.exhausted = False  # a claim found nobody left
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
 
-    def halt(self, reason: str) -> None:
+    # --- stopping ---------------------------------------------------------------------------------------------
+
+    def halt(self, reason: str, fatal: bool = False) -> None:
         """Stop claiming recipients; messages in flight finish. The first reason is reported."""
-        self.report.stop_reason = self.report.stop_reason or reason
-        self.stop.set()
+        if not self.report.stop_reason:
+            self.report.stop_reason, self.report.fatal = reason, fatal
+        self.stopping.set()
 
-    def run(self) -> None:
-        lanes = [_Lane() for _ in range(max(1, self.options.connections))]
-        try:
-            with self._ctrl_c_halts():
-                while not all(lane.finished for lane in lanes):
-                    self._commit(lanes)
-                    active = [lane for lane in lanes if lane.in_flight]
-                    if active:
-                        self._deliver(active)
-                    elif not all(lane.finished for lane in lanes):
-                        self._wait(lanes)
-                    self._report_progress()
-        finally:
-            for lane in lanes:
-                lane.hang_up()
-            self._report_progress(force=True)
-        if self.report.stop_reason == "interrupted":
-            raise KeyboardInterrupt
+    def halt_threadsafe(self, reason: str) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.halt, reason)
 
     @contextlib.contextmanager
-    def _ctrl_c_halts(self) -> Iterator[None]:
-        """On the main thread, the first Ctrl-C halts the run; the next one raises KeyboardInterrupt as usual."""
+    def _ctrl_c(self, lanes: list[asyncio.Task]):
+        """On the main thread: the first Ctrl-C halts the run, the second cancels the lanes at once."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        presses = 0
 
-        def interrupted(signum: int, frame: object) -> None:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        def pressed() -> None:
+            nonlocal presses
+            presses += 1
             self.halt("interrupted")
+            if presses > 1:
+                self.report.notes.append("stopped at once: the messages that were on their way are now in doubt")
+                for lane in lanes:
+                    lane.cancel()
 
-        previous = signal.signal(signal.SIGINT, interrupted)
+        self.loop.add_signal_handler(signal.SIGINT, pressed)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            self.loop.remove_signal_handler(signal.SIGINT)
 
-    def _commit(self, lanes: list[_Lane]) -> None:
-        """Record every outcome and claim the next recipients, in one durable commit."""
-        now = time.monotonic()
-        for lane in lanes:
-            if self.stop.is_set() and not lane.in_flight and lane.outcome is None:
-                lane.finished = True
-        asking = [lane for lane in lanes if lane.outcome is not None or (not lane.finished and lane.resume_at <= now)]
-        if not asking:
-            return
-        steps = []
-        for lane in asking:
-            ready = not lane.finished and lane.resume_at <= now and not self.stop.is_set()
-            wants = ready and self._may_claim()
-            if ready and not wants:  # this run's --limit is used up
-                lane.finished = True
-            steps.append(Step(lane.claim if lane.outcome else None, lane.outcome, wants))
+    # --- the run ----------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        self.commits = _GroupCommit(self.journal)
+        lanes = [asyncio.create_task(self._lane(_Lane(index))) for index in range(self.throttle.maximum)]
+        ticker = asyncio.create_task(self._tick())
         try:
-            answers = self.send.journal.advance(steps, self.limits)
-        except NewsletterError as error:  # nothing more can be recorded safely; unrecorded rows stay `sending`
-            self.halt(str(error))
+            with self._ctrl_c(lanes):
+                await asyncio.gather(*lanes, return_exceptions=True)
             for lane in lanes:
-                lane.finished = True
+                if not lane.cancelled() and lane.exception() is not None:
+                    raise lane.exception()
+        finally:
+            ticker.cancel()
+            self.commits.close()
+            self._show()
+
+    async def _lane(self, lane: _Lane) -> None:
+        try:
+            while not self.stopping.is_set():
+                idle = lane.index >= self.throttle.allowed or lane.transport is None or not lane.transport.is_open
+                if idle and self.exhausted and lane.finished is None:  # nothing left that this lane could take
+                    break
+                if lane.index >= self.throttle.allowed:  # the server asked for fewer connections
+                    await self._park(lane)
+                    continue
+                if lane.transport is None or not lane.transport.is_open:
+                    await self._connect(lane)
+                    continue
+                claim = await self._next(lane)
+                if claim is None:
+                    break
+                if isinstance(claim, float):
+                    await self._pause(claim)
+                    continue
+                lane.finished = (claim, await self._deliver(lane.transport, claim))
+            if lane.finished is not None:
+                await self._next(lane, claim_next=False)
+        finally:
+            if lane.transport is not None:
+                await lane.transport.close()
+
+    async def _park(self, lane: _Lane) -> None:
+        """Record what this lane finished, hang up, and wait until the throttle lets it work again."""
+        if lane.finished is not None:
+            await self._next(lane, claim_next=False)
+        if lane.transport is not None:
+            await lane.transport.close()
+            lane.transport = None
+        await self._pause(1.0)
+
+    async def _connect(self, lane: _Lane) -> None:
+        """Open the lane's connection; a failure charges no recipient, is shown at once, and backs off."""
+        if lane.finished is not None:  # the connection broke after a message: record it before anything else
+            await self._next(lane, claim_next=False)
+        lane.transport = lane.transport or self.send.new_transport()
+        try:
+            await lane.transport.open()
+        except DeliveryError as error:
+            if isinstance(error, SetupFailed):  # wrong password, untrusted certificate: retrying will not help
+                self.halt(str(error), fatal=True)
+                return
+            lane.reconnects += 1
+            self._failed(str(error))
+            self._note(f"{error}; retrying")
+            await self._pause(self.retry.backoff(lane.reconnects))
             return
-        for lane, step, answer in zip(asking, steps, answers, strict=True):
-            if lane.outcome is not None:
-                self._count(lane.outcome)
-            lane.claim, lane.outcome, lane.data_started = None, None, False
-            if isinstance(answer, Claim):
-                lane.claim = answer
-            elif isinstance(answer, float):
-                lane.resume_at = time.monotonic() + answer
-            elif step.claim_next:  # nobody left
-                lane.finished = True
-            if step.claim_next and not isinstance(answer, Claim):
-                self.claims -= 1  # the reserved claim was not used
-
-    def _wait(self, lanes: list[_Lane]) -> None:
-        """Nothing in flight: sleep until the first connection may claim again, or until halted."""
-        waiting = [lane.resume_at for lane in lanes if not lane.finished]
-        self.stop.wait(min(max(min(waiting) - time.monotonic(), 0.0), 1.0))  # at most 1 s, for the progress line
-
-    def _deliver(self, lanes: list[_Lane]) -> None:
-        """One message on each lane: all envelopes, then all messages, then all replies."""
-        for lane in lanes:
-            self._step(lane, self._start)
-        for lane in [lane for lane in lanes if lane.in_flight]:
-            self._step(lane, self._transmit)
-        self._precompose(len(lanes))
-        for lane in [lane for lane in lanes if lane.in_flight]:
-            self._step(lane, self._finish)
-
-    def _precompose(self, count: int) -> None:
-        """Compose the messages the next round will most likely claim (the next pending recipients, in order)
-        while the server is still busy with this round's, instead of after the commit, when it waits for us."""
-        old, compose = self.precomposed, self.send.factory.compose
-        upcoming = self.send.journal.upcoming(count)
-        self.precomposed = {row_id: old.get(row_id) or compose(recipient) for row_id, recipient in upcoming}
-
-    def _start(self, lane: _Lane) -> None:
-        if lane.backend is None:
-            backend = SMTPBackend(self.send.settings, self.send.factory.sender.addr_spec, self.options.verbose)
-            backend.connect()
-            lane.backend = backend
-        message = self.precomposed.pop(lane.claim.id, None) or self.send.factory.compose(lane.claim.recipient)
-        lane.backend.start(message)
-
-    def _transmit(self, lane: _Lane) -> None:
-        lane.backend.transmit(before_data=lambda: setattr(lane, "data_started", True))
-
-    def _finish(self, lane: _Lane) -> None:
-        lane.outcome = Outcome("sent", lane.backend.finish())
         lane.reconnects = 0
 
-    def _step(self, lane: _Lane, step: Callable[[_Lane], None]) -> None:
-        """Run one step of a lane's send; a failure becomes the recipient's outcome."""
+    async def _next(self, lane: _Lane, claim_next: bool = True) -> Claim | float | None:
+        """Record the lane's last outcome and, if asked, claim its next recipient: one (shared) commit."""
+        if claim_next and self.options.limit is not None and self.claims >= self.options.limit:
+            claim_next = False
+        finished, lane.finished = lane.finished, None
+        step = Step(*(finished or (None, None)), claim_next=claim_next)
+        self.claims += claim_next
         try:
-            step(lane)
-        except AuthenticationFailed as error:  # no point trying again with the same password
-            lane.hang_up()
-            lane.outcome = Outcome("pending", str(error), charge_attempt=False, fatal=True)
+            answer = await self.commits.step(step)
+        except NewsletterError as error:  # nothing more can be recorded safely; unrecorded rows stay `sending`
+            self.halt(str(error), fatal=True)
+            return None
+        if finished is not None:
+            self._count(*finished)
+        if not isinstance(answer, Claim):
+            self.claims -= claim_next  # the reserved claim was not used
+            self.exhausted |= claim_next and answer is None
+        return answer
+
+    async def _deliver(self, transport: Transport, claim: Claim) -> Outcome:
+        message = self.send.factory.compose(claim.recipient)
+        try:
+            return Outcome(State.SENT, await transport.send(message))
         except DeliveryError as error:
-            lane.outcome = self._failure(lane, error)
+            if error.slow_down and self.throttle.slow_down(time.monotonic()):
+                self._note(f"the server asked to slow down ({error}); {self.throttle.allowed} connection(s) for now")
+            return self.retry.outcome(error, claim.attempts)
 
-    def _failure(self, lane: _Lane, error: DeliveryError) -> Outcome:
-        """What a failed send means for its recipient, and for the connection."""
-        if lane.backend is None:  # could not connect: the server, not the recipient; wait, and do not charge them
-            lane.reconnects += 1
-            lane.resume_at = time.monotonic() + self._delay(lane.reconnects)
-            return Outcome("pending", str(error), charge_attempt=False)
-        if error.permanent:  # a final refusal of this message; the connection stays usable
-            return Outcome("failed", str(error))
-        lane.hang_up()
-        attempts = lane.claim.attempts + 1
-        if lane.data_started and error.code is None:
-            return Outcome("in-doubt", str(error))  # the server may have stored it (RFC 1047)
-        if attempts >= self.options.max_attempts:
-            return Outcome("failed", f"gave up after {attempts} attempts: {error}")
-        # a temporary refusal: retry this recipient later, and go on with the next one meanwhile
-        return Outcome("pending", str(error), retry_in=self._delay(attempts))
-
-    def _delay(self, attempt: int) -> float:
-        """Exponential backoff: retry_delay, doubling per attempt, capped at max_retry_delay."""
-        return min(self.options.retry_delay * 2 ** max(attempt - 1, 0), self.options.max_retry_delay)
-
-    def _may_claim(self) -> bool:
-        """Reserve one claim of this run's --limit; False once they are all taken."""
-        if self.options.limit is not None and self.claims >= self.options.limit:
-            return False
-        self.claims += 1
-        return True
-
-    def _count(self, outcome: Outcome) -> None:
+    def _count(self, claim: Claim, outcome: Outcome) -> None:
+        """Count a recorded outcome: progress, the failure watch, and the throttle's recovery."""
         progress = self.progress
-        if outcome.fatal:
-            self.halt(outcome.reply)
-        if outcome.state == "sent":
+        if outcome.state == State.SENT:
             progress.sent += 1
             progress.sent_this_run += 1
-            self.consecutive_failures = 0
+            self.watch.delivered()
+            if self.throttle.delivered(time.monotonic()):
+                self._note(f"back to {self.throttle.allowed} connection(s)" if self.throttle.throttled else "")
             return
-        progress.failed += outcome.state == "failed"
-        progress.in_doubt += outcome.state == "in-doubt"
-        self.consecutive_failures += 1
-        if self.consecutive_failures >= self.options.max_consecutive_failures:
-            self.halt(f"stopped after {self.consecutive_failures} consecutive failed sends (last: {outcome.reply})")
+        progress.failed += outcome.state == State.FAILED
+        progress.in_doubt += outcome.state == State.IN_DOUBT
+        self._failed(outcome.reply)
 
-    def _report_progress(self, force: bool = False) -> None:
-        if self.on_progress and (force or time.monotonic() - self.last_report > 0.1):
-            self.last_report = time.monotonic()
+    def _failed(self, reason: str) -> None:
+        stop = self.watch.failed(time.monotonic(), reason)
+        if stop:
+            self.halt(stop)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the run is halted."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self.stopping.wait()
+
+    # --- what the user sees -----------------------------------------------------------------------------------
+
+    def _note(self, text: str) -> None:
+        self.progress.note = text
+        self._show()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            self._show()
+
+    def _show(self) -> None:
+        self.progress.connections_allowed = self.throttle.allowed
+        if self.on_progress:
             self.on_progress(self.progress)

@@ -1,20 +1,22 @@
 """`send_test`: the real edition, personalised with sample data, subject `[TEST] `, to a few addresses.
 
-Kept apart from `pipeline` so that build and export never import smtplib: a dry run cannot connect anywhere.
+It delivers through the same `Transport` as `send`, one connection for all addresses. A refused address is
+reported and the next one is still tried; a connection the server closes (after a 421, say) is opened again for
+the next address, so every address gets its own result.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from .addresses import normalise_address
 from .compose import MessageFactory
-from .config import require_smtp_settings
-from .errors import ContentError, DeliveryError
+from .errors import ContentError, DeliveryError, SetupFailed
 from .model import Recipient
 from .pipeline import placeholder_recipient, render_checked
-from .smtp import SMTPBackend
+from .transport import Transport, TransportFactory, transport_for
 
 TEST_PREFIX = "[TEST] "
 MAX_TEST_ADDRESSES = 10
@@ -29,31 +31,47 @@ class TestDelivery:
 
 
 def send_test(
-    edition: str | Path, addresses: list[str], root: Path | None = None, verbose: bool = False
+    edition: str | Path,
+    addresses: list[str],
+    root: Path | None = None,
+    verbose: bool = False,
+    transport: TransportFactory | None = None,
 ) -> list[TestDelivery]:
-    """Send the edition, subject prefixed `[TEST] `, to each address over one connection.
+    """Send the edition, subject prefixed `[TEST] ` and with Message-IDs of its own, to each address.
 
-    A refused address is reported and the others still get theirs; a connection or login failure raises.
-    """
+    Raises when the very first connection cannot be made, or when the settings cannot work (a refused login,
+    an untrusted certificate); otherwise returns one result per address."""
     if not addresses:
         raise ContentError("send-test needs at least one --to address")
     if len(addresses) > MAX_TEST_ADDRESSES:
         raise ContentError(f"send-test sends to at most {MAX_TEST_ADDRESSES} addresses (got {len(addresses)})")
     checked = [normalise_address(a) for a in addresses]
-    settings = require_smtp_settings(root)
     rendered = render_checked(edition, root)
-    factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX)
+    factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX, unique_ids=True)
+    if transport is None:
+        transport, _ = transport_for(root, factory.sender.addr_spec, verbose)
     sample_name = placeholder_recipient(rendered.publication).name
-    results = []
-    with SMTPBackend(settings, factory.sender.addr_spec, verbose) as backend:
-        for address in checked:
-            message = factory.compose(Recipient(email=address, name=sample_name))
+    messages = [factory.compose(Recipient(email=address, name=sample_name)) for address in checked]
+    return asyncio.run(_deliver(transport(), messages))
+
+
+async def _deliver(transport: Transport, messages: list) -> list[TestDelivery]:
+    results: list[TestDelivery] = []
+    try:
+        for message in messages:
+            address = message.recipient.email
             try:
-                reply = backend.send(message)
+                if not transport.is_open:
+                    await transport.open()
+                reply = await transport.send(message)
+            except SetupFailed:
+                raise
             except DeliveryError as error:
-                if error.code is None:  # the connection itself failed: nothing more can be sent on it
-                    raise
+                if not results and not transport.is_open and error.code is None:
+                    raise  # could not connect at all: one line says so
                 results.append(TestDelivery(address, message.message_id, "", str(error)))
                 continue
             results.append(TestDelivery(address, message.message_id, reply))
+    finally:
+        await transport.close()
     return results

@@ -1,27 +1,48 @@
-"""Stage 6, deliver over SMTP: one verified-TLS connection that sends many composed messages.
+"""Stage 6, deliver over SMTP: one verified-TLS connection that sends many composed messages, on asyncio.
 
-smtplib verifies nothing unless handed an SSL context, and the common `if has_extn("starttls")` pattern sends
-credentials in clear text to a server that does not offer STARTTLS. Here certificates and host names are always
-verified, `starttls` fails closed, and every reply code is checked (`SMTP.data()` returns its reply rather than
-raising). Failures become one-line `DeliveryError`s; the password never appears in one, nor in the debug log.
+A small client of its own rather than smtplib, because `send` drives many connections from one thread and each
+must wait for its own server without holding up the others; smtplib blocks. What the client does is what a
+careful sender needs and no more: EHLO, STARTTLS or implicit TLS with certificates and host names always
+verified (smtplib verifies nothing unless handed a context), AUTH PLAIN or LOGIN with UTF-8 credentials,
+MAIL/RCPT/DATA in one write when the server offers PIPELINING (RFC 2920), and every reply code checked.
+
+Safety rules kept here:
+- `starttls` fails closed: a server that does not offer STARTTLS gets no credentials and no mail (the common
+  `if has_extn("starttls")` pattern would send both in clear text);
+- the password never reaches a log line or an error message: AUTH commands are logged as `<redacted>`, and every
+  form of the password (plain, base64 as PLAIN and LOGIN send it) is removed from whatever is logged;
+- a connection lost after the message went out and before the server's answer is `OutcomeUnknown`: the server
+  may have stored it (RFC 1047), and only the user may decide to send it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import errno
 import logging
-import smtplib
+import re
 import socket
 import ssl
-from collections.abc import Callable
-from types import TracebackType
 
 from .compose import ComposedMessage
 from .config import SMTPSettings
-from .errors import AuthenticationFailed, DeliveryError
+from .errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    DeliveryError,
+    OutcomeUnknown,
+    PermanentFailure,
+    SetupFailed,
+    TemporaryFailure,
+)
+from .transport import Transport
 
 log = logging.getLogger("newsletter.smtp")
+# Replies that ask a sender to back off: 421 (too many connections, closing), and the enhanced status codes
+# 4.7.x (policy: rate limited, try later) and 4.3.2 (system not accepting messages) in a 4xx reply.
+_SLOW_DOWN = re.compile(r": 4\d\d 4\.(?:7\.\d{1,3}|3\.2)\b")
+MAX_LINE = 1 << 16  # longest reply line we accept (RFC 5321 allows 512; servers append long texts)
 
 
 def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
@@ -49,253 +70,250 @@ def secret_forms(settings: SMTPSettings) -> list[str]:
     return [settings.password] + [base64.b64encode(value).decode() for value in raw]
 
 
-class _RedactingSMTPMixin:
-    """Routes smtplib's debug output to logging with AUTH commands and every form of the password removed."""
-
-    def __init__(self, *args: object, secrets: list[str], verbose: bool, **kwargs: object) -> None:
-        self.secrets = secrets
-        self.debuglevel = 1 if verbose else 0  # set before smtplib connects, so the greeting is logged too
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
-
-    def _print_debug(self, *args: object) -> None:
-        line = " ".join(str(arg) for arg in args)
-        if "AUTH " in line.upper() and "send:" in line:
-            line = "send: 'AUTH <redacted>'"
-        for secret in self.secrets:
-            line = line.replace(secret, "<redacted>")
-        if len(line) > 200:  # the message itself, after DATA
-            line = f"{line[:120]}... ({len(line):,} characters)"
-        log.info("smtp %s", line)
-
-    def auth(self, mechanism: str, authobject: Callable, *, initial_response_ok: bool = True) -> tuple[int, bytes]:
-        """smtplib's AUTH exchange, but with credentials encoded as UTF-8 (RFC 4616, RFC 4954) where smtplib
-        insists on ASCII and raises UnicodeEncodeError on a password such as `Pässword`."""
-        smtp: smtplib.SMTP = self  # type: ignore[assignment]
-        initial = authobject() if initial_response_ok else None
-        if initial is not None:
-            smtp._auth_challenge_count = 1  # type: ignore[attr-defined]
-            code, reply = smtp.docmd("AUTH", f"{mechanism.upper()} {_b64(initial)}")
-        else:
-            smtp._auth_challenge_count = 0  # type: ignore[attr-defined]
-            code, reply = smtp.docmd("AUTH", mechanism.upper())
-        while code == 334 and smtp._auth_challenge_count < 5:  # type: ignore[attr-defined]
-            smtp._auth_challenge_count += 1  # type: ignore[attr-defined]
-            code, reply = smtp.docmd(_b64(authobject(base64.decodebytes(reply))))
-        if code in (235, 503):
-            return code, reply
-        raise smtplib.SMTPAuthenticationError(code, reply)
+class _Lost(Exception):
+    """The server closed the connection (end of stream where a reply was due)."""
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-class _SMTP(_RedactingSMTPMixin, smtplib.SMTP):
-    pass
-
-
-class _SMTPSSL(_RedactingSMTPMixin, smtplib.SMTP_SSL):
-    pass
-
-
-class SMTPBackend:
-    """An open, authenticated connection; use as a context manager and call `send` for each message."""
+class SMTPTransport(Transport):
+    """One SMTP connection: `open` connects, secures and logs in; `send` delivers one message on it."""
 
     def __init__(self, settings: SMTPSettings, sender: str, verbose: bool = False) -> None:
         self.settings = settings
         self.sender = envelope_address(sender)
         self.verbose = verbose
-        self._smtp: smtplib.SMTP | None = None
-        self._in_flight: ComposedMessage | None = None  # started and not yet finished
-        self._replies: list[tuple[int, bytes]] = []  # replies already read by `start` (no PIPELINING)
+        self.where = f"{settings.host}:{settings.port}"
+        self.extensions: dict[str, str] = {}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._secrets = secret_forms(settings)
 
     @property
-    def where(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
+    def is_open(self) -> bool:
+        return self._writer is not None
 
-    def __enter__(self) -> SMTPBackend:
-        self.connect()
-        return self
+    # --- opening ----------------------------------------------------------------------------------------------
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def connect(self) -> None:
-        """Connect, secure the connection as configured, and log in; raises DeliveryError naming host:port."""
-        with self._translated("connect to"):
-            self._smtp = self._open()
-            try:
-                if self.settings.username:
-                    self._login(self._smtp)
-            except BaseException:
-                self.close()  # say QUIT rather than leave the refused session open
+    async def open(self) -> None:
+        """Connect, secure the connection as configured, and log in; raises ConnectionFailed or SetupFailed."""
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self._connect()
+        except BaseException as error:
+            self._drop()
+            if isinstance(error, DeliveryError) or not isinstance(error, Exception):
                 raise
+            raise _translated(error, f"connect to {self.where}", self.settings.timeout) from None
 
-    def _open(self) -> smtplib.SMTP:
+    async def _connect(self) -> None:
         settings = self.settings
-        options = {"timeout": settings.timeout, "secrets": secret_forms(settings), "verbose": self.verbose}
-        if settings.security == "ssl":
-            smtp: smtplib.SMTP = _SMTPSSL(settings.host, settings.port, context=tls_context(settings), **options)
-        else:
-            smtp = _SMTP(settings.host, settings.port, **options)
-        try:
-            smtp.ehlo_or_helo_if_needed()
-            if settings.security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    raise DeliveryError(
-                        f"{self.where} does not offer STARTTLS; refusing to send credentials or mail in clear text "
-                        "(set SMTP_SECURITY=ssl for implicit TLS, or SMTP_SECURITY=none to allow plain text)"
-                    )
-                smtp.starttls(context=tls_context(settings))
-                smtp.ehlo()
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
-
-    def _login(self, smtp: smtplib.SMTP) -> None:
-        if not smtp.has_extn("auth"):
-            raise DeliveryError(f"{self.where} does not offer AUTH, but SMTP_USERNAME is set")
-        try:
-            smtp.login(self.settings.username, self.settings.password)
-        except smtplib.SMTPAuthenticationError as error:
-            reply = _reply(error.smtp_code, error.smtp_error)
-            raise AuthenticationFailed(
-                f"authentication failed for user {self.settings.username} at {self.where}: {reply}", error.smtp_code
-            ) from None
-
-    def send(self, message: ComposedMessage, before_data: Callable[[], None] | None = None) -> str:
-        """Send one message and return the server's final reply (the three steps below, one after the other)."""
-        self.start(message)
-        self.transmit(before_data)
-        return self.finish()
-
-    def start(self, message: ComposedMessage) -> None:
-        """Step 1 of a send: MAIL, RCPT and DATA, in one write when the server offers PIPELINING (RFC 2920).
-
-        The steps are separate so that one process can drive several connections at once: start each, then
-        transmit on each, then finish each, while the server works on the others' messages. Without PIPELINING
-        the commands go one by one here, stopping at the first refusal."""
-        smtp = self._require()
-        self._in_flight = message
-        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{envelope_address(message.recipient.email)}>", "DATA"]
-        self._replies = []
-        with self._translated(f"send to {message.recipient.email} via"):
-            if smtp.has_extn("pipelining"):
-                smtp.send("".join(f"{command}\r\n" for command in commands))
-                return
-            for command in commands:
-                smtp.putcmd(command)
-                self._replies.append(smtp.getreply())
-                if self._replies[-1][0] >= 400:
-                    break
-
-    def transmit(self, before_data: Callable[[], None] | None = None) -> None:
-        """Step 2: check the replies to MAIL, RCPT and DATA, then write the message.
-
-        `before_data` runs once the server has said 354 and before the first byte of the message: from then on a
-        lost connection leaves it unknown whether the server kept the message (RFC 1047)."""
-        smtp, message = self._require(), self._message()
-        recipient = envelope_address(message.recipient.email)
-        with self._translated(f"send to {message.recipient.email} via"):
-            replies = self._replies or [smtp.getreply() for _ in range(3)]
-            (mail, rcpt, data) = replies + [(0, b"")] * (3 - len(replies))
-            if mail[0] != 250 or rcpt[0] not in (250, 251) or data[0] != 354:
-                self._in_flight = None
-                if data[0] != 354:
-                    smtp.rset()
-                else:  # pipelined DATA was accepted although MAIL or RCPT was not: end it empty, then reset
-                    smtp.send(b".\r\n")
-                    smtp.getreply()
-                    smtp.rset()
-                if mail[0] != 250:
-                    raise DeliveryError(f"{self.where}: MAIL FROM:<{self.sender}> refused: {_reply(*mail)}", mail[0])
-                if rcpt[0] not in (250, 251):
-                    raise DeliveryError(f"{self.where} refused recipient {recipient}: {_reply(*rcpt)}", rcpt[0])
-                raise DeliveryError(f"{self.where}: DATA refused: {_reply(*data)}", data[0])
-            if before_data:
-                before_data()
-            smtp.send((message.data if message.dot_safe else _dot_stuffed(message.data)) + b".\r\n")
-
-    def finish(self) -> str:
-        """Step 3: the server's final reply to the message, checked; returns it."""
-        smtp, message = self._require(), self._message()
-        self._in_flight = None
-        with self._translated(f"send to {message.recipient.email} via"):
-            code, reply = smtp.getreply()
-            if code != 250:
-                raise DeliveryError(
-                    f"{self.where}: message to {envelope_address(message.recipient.email)} refused after DATA: "
-                    f"{_reply(code, reply)}",
-                    code,
+        implicit = tls_context(settings) if settings.security == "ssl" else None
+        self._reader, self._writer = await asyncio.open_connection(
+            settings.host, settings.port, ssl=implicit, server_hostname=settings.host if implicit else None,
+            limit=MAX_LINE,
+        )  # fmt: skip
+        code, lines = await self._reply()
+        if code != 220:
+            raise ConnectionFailed(f"cannot connect to {self.where}: {_joined(code, lines)}", code)
+        await self._hello()
+        if settings.security == "starttls":
+            if "starttls" not in self.extensions:
+                raise SetupFailed(
+                    f"{self.where} does not offer STARTTLS; refusing to send credentials or mail in clear text "
+                    "(set SMTP_SECURITY=ssl for implicit TLS, or SMTP_SECURITY=none to allow plain text)"
                 )
-        return _reply(code, reply)
+            await self._expect("STARTTLS", 220, ConnectionFailed)
+            await self._writer.start_tls(tls_context(settings), server_hostname=settings.host)
+            await self._hello()
+        if settings.username:
+            await self._login()
 
-    def _message(self) -> ComposedMessage:
-        if self._in_flight is None:
-            raise DeliveryError("no message in flight: call start() first")
-        return self._in_flight
+    async def _hello(self) -> None:
+        """EHLO (HELO for an old server), remembering the extensions offered."""
+        sockname = self._writer.get_extra_info("sockname") or ("127.0.0.1",)
+        literal = f"[IPv6:{sockname[0]}]" if ":" in str(sockname[0]) else f"[{sockname[0]}]"
+        code, lines = await self._command(f"EHLO {literal}")
+        if code != 250:
+            await self._expect(f"HELO {literal}", 250, ConnectionFailed)
+            self.extensions = {}
+            return
+        self.extensions = {}
+        for line in lines[1:]:
+            keyword, _, parameters = line.partition(" ")
+            self.extensions[keyword.lower()] = parameters
 
-    def _require(self) -> smtplib.SMTP:
-        if self._smtp is None:
-            raise DeliveryError("not connected")
-        return self._smtp
+    async def _login(self) -> None:
+        user, password = self.settings.username, self.settings.password
+        mechanisms = self.extensions.get("auth", "").upper().split()
+        if "auth" not in self.extensions:
+            raise SetupFailed(f"{self.where} does not offer AUTH, but SMTP_USERNAME is set")
+        if "PLAIN" in mechanisms:
+            credentials = _b64("\0" + user + "\0" + password)
+            code, lines = await self._command(f"AUTH PLAIN {credentials}", secret=True)
+        elif "LOGIN" in mechanisms:
+            code, lines = await self._command("AUTH LOGIN", secret=True)
+            if code == 334:
+                code, lines = await self._command(_b64(user), secret=True)
+            if code == 334:
+                code, lines = await self._command(_b64(password), secret=True)
+        else:
+            raise SetupFailed(f"{self.where} offers AUTH {' '.join(mechanisms)}, but only PLAIN and LOGIN are known")
+        if code != 235:
+            raise AuthenticationFailed(
+                f"authentication failed for user {user} at {self.where}: {_joined(code, lines)}", code
+            )
 
-    def close(self) -> None:
-        """QUIT politely; a connection that is already gone is simply dropped."""
-        self._in_flight = None
-        if self._smtp is None:
+    # --- sending ----------------------------------------------------------------------------------------------
+
+    async def send(self, message: ComposedMessage) -> str:
+        """MAIL, RCPT and DATA (one write when pipelined), the message, and the server's checked final reply."""
+        if self._writer is None:
+            raise ConnectionFailed(f"cannot send via {self.where}: not connected")
+        email = message.recipient.email
+        recipient = envelope_address(email)
+        data = message.data if message.dot_safe else _dot_stuffed(message.data)
+        went_out = False
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                await self._envelope(recipient)
+                went_out = True  # from here on a lost connection leaves it unknown whether the server kept it
+                self._writer.write(data + b".\r\n")
+                if self.verbose:
+                    log.info("smtp send: the message (%s bytes) and '.'", f"{len(data):,}")
+                await self._writer.drain()
+                code, lines = await self._reply()
+        except DeliveryError:
+            raise
+        except Exception as error:
+            self._drop()
+            failure = _translated(error, f"send to {email} via {self.where}", self.settings.timeout)
+            if went_out:
+                raise OutcomeUnknown(failure.message) from None
+            raise ConnectionFailed(failure.message) from None
+        if code != 250:
+            self._after_refusal(code)
+            raise _refusal(f"{self.where}: message to {recipient} refused after DATA: {_joined(code, lines)}", code)
+        return _joined(code, lines)
+
+    async def _envelope(self, recipient: str) -> None:
+        """MAIL FROM, RCPT TO and DATA up to the server's 354; a refusal resets the session and raises."""
+        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        replies: list[tuple[int, list[str]]] = []
+        if "pipelining" in self.extensions:
+            self._write("".join(f"{command}\r\n" for command in commands), commands)
+            replies = [await self._reply() for _ in commands]
+        else:
+            for command in commands:
+                replies.append(await self._command(command))
+                if replies[-1][0] >= 400:
+                    break
+        (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies + [(0, [])] * (3 - len(replies))
+        if mail == 250 and rcpt in (250, 251) and data == 354:
+            return
+        if data == 354:  # pipelined DATA was accepted although MAIL or RCPT was not: end it empty
+            await self._command(".")
+        refused = next(code for code in (mail, rcpt, data) if code not in (250, 251))
+        self._after_refusal(refused)
+        if self._writer is not None:
+            await self._command("RSET")
+        if mail != 250:
+            raise _refusal(f"{self.where}: MAIL FROM:<{self.sender}> refused: {_joined(mail, mail_text)}", mail)
+        if rcpt not in (250, 251):
+            raise _refusal(f"{self.where} refused recipient {recipient}: {_joined(rcpt, rcpt_text)}", rcpt)
+        raise _refusal(f"{self.where}: DATA refused: {_joined(data, data_text)}", data)
+
+    def _after_refusal(self, code: int) -> None:
+        """421 means the server is closing this connection (RFC 5321 3.8): drop our end too."""
+        if code == 421:
+            self._drop()
+
+    # --- closing ----------------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """QUIT politely (briefly: a hung server does not hold us up); a dead connection is simply dropped."""
+        if self._writer is None:
             return
         try:
-            self._smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            self._smtp.close()
-        self._smtp = None
+            async with asyncio.timeout(min(self.settings.timeout, 5.0)):
+                await self._command("QUIT")
+        except Exception:
+            pass
+        self._drop()
 
-    def _translated(self, action: str) -> _Translate:
-        return _Translate(self, action)
+    def _drop(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+        self._reader = self._writer = None
+
+    # --- the dialogue -----------------------------------------------------------------------------------------
+
+    async def _command(self, line: str, secret: bool = False) -> tuple[int, list[str]]:
+        self._write(f"{line}\r\n", ["AUTH <redacted>" if secret else line])
+        return await self._reply()
+
+    async def _expect(self, line: str, code: int, failure: type[DeliveryError]) -> None:
+        got, lines = await self._command(line)
+        if got != code:
+            raise failure(f"cannot connect to {self.where}: {line.split()[0]} refused: {_joined(got, lines)}", got)
+
+    def _write(self, text: str, shown: list[str]) -> None:
+        if self._writer is None:
+            raise _Lost()
+        if self.verbose:
+            for line in shown:
+                log.info("smtp send: %r", self._redacted(line))
+        self._writer.write(text.encode("ascii"))
+
+    async def _reply(self) -> tuple[int, list[str]]:
+        """One reply, all its lines: (code, texts)."""
+        if self._reader is None:
+            raise _Lost()
+        texts = []
+        while True:
+            line = await self._reader.readline()
+            if not line.endswith(b"\n"):
+                raise _Lost()
+            if len(line) < 5 and line[:3].isdigit():
+                line = line.rstrip() + b" \r\n"
+            if not line[:3].isdigit() or line[3:4] not in (b" ", b"-"):
+                raise ConnectionFailed(f"{self.where} sent something that is not an SMTP reply: {line[:80]!r}")
+            texts.append(line[4:].decode("utf-8", "replace").strip())
+            if self.verbose:
+                log.info("smtp reply: %s", self._redacted(line.decode("utf-8", "replace").rstrip()))
+            if line[3:4] == b" ":
+                return int(line[:3]), texts
+
+    def _redacted(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, "<redacted>")
+        return line
 
 
-class _Translate:
-    """Turns socket, TLS and smtplib exceptions into one-line DeliveryErrors naming the action and host:port."""
+def _refusal(message: str, code: int) -> DeliveryError:
+    if 500 <= code < 600:
+        return PermanentFailure(message, code)
+    return TemporaryFailure(message, code, slow_down=code == 421 or bool(_SLOW_DOWN.search(message)))
 
-    def __init__(self, backend: SMTPBackend, action: str) -> None:
-        self.backend = backend
-        self.action = action
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        if error is None or isinstance(error, DeliveryError) or not isinstance(error, Exception):
-            return
-        where = self.backend.where
-        timeout = self.backend.settings.timeout
-        if isinstance(error, ssl.SSLCertVerificationError):
-            message = (
-                f"cannot {self.action} {where}: TLS certificate not trusted ({error.verify_message}); "
-                "set SMTP_CA_FILE to the CA that signed it"
-            )
-        elif isinstance(error, ssl.SSLError):
-            message = f"cannot {self.action} {where}: TLS failed ({error.reason or error})"
-        elif isinstance(error, (TimeoutError, socket.timeout)) or "timed out" in str(error):
-            message = f"cannot {self.action} {where}: no answer within {timeout:g} s (SMTP_TIMEOUT)"
-        elif isinstance(error, ConnectionRefusedError):
-            message = f"cannot {self.action} {where}: connection refused (is the server running?)"
-        elif isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
-            message = f"cannot {self.action} {where}: host unreachable ({error.strerror})"
-        elif isinstance(error, socket.gaierror):
-            message = f"cannot {self.action} {where}: host not found ({error.strerror})"
-        elif isinstance(error, smtplib.SMTPServerDisconnected):
-            message = f"cannot {self.action} {where}: the server closed the connection"
-        elif isinstance(error, smtplib.SMTPResponseException):
-            message = f"cannot {self.action} {where}: {_reply(error.smtp_code, error.smtp_error)}"
-            raise DeliveryError(message, error.smtp_code) from None
-        elif isinstance(error, (smtplib.SMTPException, OSError)):
-            message = f"cannot {self.action} {where}: {error.__class__.__name__}: {error}"
-        else:
-            return
-        raise DeliveryError(message) from None
+def _translated(error: BaseException, action: str, timeout: float) -> DeliveryError:
+    """Socket, TLS and protocol exceptions as one-line errors naming the action and host:port."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return SetupFailed(
+            f"cannot {action}: TLS certificate not trusted ({error.verify_message}); "
+            "set SMTP_CA_FILE to the CA that signed it"
+        )
+    if isinstance(error, ssl.SSLError):
+        return ConnectionFailed(f"cannot {action}: TLS failed ({error.reason or error})")
+    if isinstance(error, TimeoutError):
+        return ConnectionFailed(f"cannot {action}: no answer within {timeout:g} s (SMTP_TIMEOUT)")
+    if isinstance(error, ConnectionRefusedError):
+        return ConnectionFailed(f"cannot {action}: connection refused (is the server running?)")
+    if isinstance(error, socket.gaierror):
+        return ConnectionFailed(f"cannot {action}: host not found ({error.strerror})")
+    if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return ConnectionFailed(f"cannot {action}: host unreachable ({error.strerror})")
+    if isinstance(error, (_Lost, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)):
+        return ConnectionFailed(f"cannot {action}: the server closed the connection")
+    return ConnectionFailed(f"cannot {action}: {error.__class__.__name__}: {error}")
 
 
 def _dot_stuffed(data: bytes) -> bytes:
@@ -304,10 +322,10 @@ def _dot_stuffed(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
 
 
-def _text(reply: bytes | str) -> str:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())
+def _b64(text: str) -> str:
+    """Credentials as UTF-8 (RFC 4616, RFC 4954); smtplib insists on ASCII and fails on `Pässword`."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def _reply(code: int, reply: bytes | str) -> str:
-    return f"{code} {_text(reply)}"
+def _joined(code: int, lines: list[str]) -> str:
+    return f"{code} {' '.join(' '.join(lines).split())}"

@@ -35,7 +35,11 @@ def test_plain_send_test_matches_build_field_by_field(project: Path, cli, smtp_s
     assert received.rcpt_tos == ("test@example.org",)
     message = parse_message(received.data)
     assert message["Subject"] == "[TEST] " + built["Subject"]
-    assert headers_without(message, "Subject", "Date") == headers_without(built, "Subject", "Date")
+    assert headers_without(message, "Subject", "Date", "Message-ID") == headers_without(
+        built, "Subject", "Date", "Message-ID"
+    )
+    assert message["Message-ID"] != built["Message-ID"], "a test send has its own Message-ID"
+    assert message["Message-ID"].endswith(".test.back-pain@example.org>")
     assert parts(message) == parts(built)
     assert f"sent to test@example.org: Message-ID {message['Message-ID']}: 250 2.0.0 OK" in result.out
 
@@ -301,15 +305,21 @@ def test_smtp_capture_on_a_busy_port_is_one_clear_line(project: Path, cli) -> No
 
 def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smtp_env) -> None:
     """Dot-stuffing (RFC 5321 4.5.2): a message that does have such lines is not cut short at a lone dot."""
+    import asyncio
+
     from newsletter.compose import ComposedMessage
     from newsletter.config import require_smtp_settings
     from newsletter.model import Recipient
-    from newsletter.smtp import SMTPBackend
+    from newsletter.smtp import SMTPTransport
 
     server = smtp_server()
     smtp_env(server.env("none"))
     data = b"To: a@example.org\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend\r\n"
-    with SMTPBackend(require_smtp_settings(project), "newsletter@example.org") as backend:
-        reply = backend.send(ComposedMessage(Recipient("a@example.org"), "<x@example.org>", data))
+
+    async def deliver() -> str:
+        async with SMTPTransport(require_smtp_settings(project), "newsletter@example.org") as transport:
+            return await transport.send(ComposedMessage(Recipient("a@example.org"), "<x@example.org>", data))
+
+    reply = asyncio.run(deliver())
     assert reply.startswith("250")
     assert server.handler.received[0].data.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")

@@ -1,0 +1,105 @@
+"""Reading a send journal: what `status` shows, and what a resumed send checks first. Never writes.
+
+Opened read-only, so it is safe beside a running send (SQLite WAL lets readers see every committed state).
+Any SQLite error, a corrupt file or some other program's database included, becomes one `JournalError` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ContentError, JournalError
+from .states import State
+
+JOURNAL_DIR = Path(".newsletter") / "journal"
+
+
+def journal_path(root: Path, edition_name: str) -> Path:
+    return root / JOURNAL_DIR / f"{edition_name}.sqlite"
+
+
+@contextlib.contextmanager
+def sqlite_errors(path: Path, action: str) -> Iterator[None]:
+    """SQLite's exceptions as one line naming the journal file."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        hint = " (is it a newsletter send journal?)" if isinstance(error, sqlite3.DatabaseError) else ""
+        raise JournalError(f"cannot {action} the send journal: {error}{hint}", path) from None
+
+
+class JournalReader:
+    """One edition's journal, read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with sqlite_errors(path, "read"):
+            self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            self._check_tables()
+
+    def _check_tables(self) -> None:
+        """Fail now, not halfway, on a file that is not one of our journals."""
+        self._db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
+        self._db.execute("SELECT id, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def meta(self) -> dict[str, str]:
+        with sqlite_errors(self.path, "read"):
+            return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def counts(self) -> dict[str, int]:
+        """Recipients per state, every state named (0 where none)."""
+        counts = dict.fromkeys([str(state) for state in State], 0)
+        with sqlite_errors(self.path, "read"):
+            counts.update(self._db.execute("SELECT state, count(*) FROM recipients GROUP BY state"))
+        return counts
+
+    def problems(self) -> list[tuple[str, str, int, str, str]]:
+        """(email, state, attempts, reply, message_id) of every failed and in-doubt recipient."""
+        with sqlite_errors(self.path, "read"):
+            return list(
+                self._db.execute(
+                    "SELECT email, state, attempts, reply, message_id FROM recipients "
+                    "WHERE state IN (?, ?) ORDER BY id",
+                    (State.FAILED, State.IN_DOUBT),
+                )
+            )
+
+    def check_same_send(self, edition_print: str, recipients_print: str, recipients_file: Path) -> bool:
+        """True when this journal already holds a send, which must be of the same edition and recipients."""
+        meta = self.meta()
+        if not meta:
+            return False
+        fresh = f"to start a fresh send, move {self.path} away (check `newsletter status` first)"
+        if meta.get("recipients") != recipients_print:
+            raise ContentError(
+                f"this send was started with a different recipients list ({meta.get('recipients_file')}); "
+                f"run it again with that file to resume, or {fresh}",
+                recipients_file,
+            )
+        if meta.get("edition") != edition_print:
+            raise ContentError(
+                "the edition changed after this send started (its text, subject, sender, unsubscribe link or "
+                f"unsubscribe secret): recipients would get different messages; restore it to resume, or {fresh}",
+                self.path,
+            )
+        return True
+
+
+def open_existing(root: Path, edition_name: str) -> JournalReader:
+    """The journal of an edition for `status`; a missing one is a clear error rather than an empty new file."""
+    path = journal_path(root, edition_name)
+    if not path.is_file():
+        raise ContentError("no send journal: this edition has not been sent yet", path)
+    return JournalReader(path)
