@@ -1,19 +1,27 @@
-"""Benchmark: `newsletter send` throughput against Postfix's smtp-sink, beside the references, in one run.
+"""Benchmark: `newsletter send` beside the reference senders, against a loopback sink and a relay-like sink.
 
-    python benchmarks/send.py [--recipients 10000] [--rounds 3] [--mailmerge 2000] [--profile]
+    python benchmarks/send.py [relay] [loopback] [hang] [--rounds 3] [--mean 0.04] [--profile]
 
-Prints messages per second for: Postfix's `smtp-source -s 4` (the reference load generator), plain smtplib with
-4 reused connections sending the same pre-built messages, the `mailmerge` CLI (`pip install mailmerge`; it
-opens a connection per message, so all 10,000 take a minute per round), and the whole `newsletter send
---connections 4` command with its durable journal, from a fresh journal each time. Each round measures all four
-one after the other, and the ratios are taken within a round; this machine's figures vary by 20% from run to
-run, so several rounds and their median are printed. Needs Debian's `postfix` package for /usr/sbin/smtp-sink
-and smtp-source (no daemon). `--profile` also runs the send in-process under cProfile.
+Every figure is messages per second for a whole command (ours: `newsletter send --connections C --yes` from a
+fresh journal, start-up and durable journal included), measured one after the other in the same round against
+the same sink, so ratios are taken within a round; the median of the rounds is printed last.
+
+- relay: `benchmarks/relay_sink.py`, a sink that answers each message after an exponentially distributed delay
+  (mean 40 ms), like a relay across a network; at 8 and 32 connections, 300 messages per connection. Reference:
+  Postfix's `smtp-source -s C -d` (C sessions, each connection reused: the strongest form), and plain smtplib
+  with C threads, connections reused, no journal.
+- loopback: Postfix's `smtp-sink` on loopback, 4 connections, 10,000 recipients. Same references.
+- hang: the relay sink with its first connection stuck after one message; prints the rate of the other
+  connections during the hang, beside the same send without a hang.
+
+Needs Debian's `postfix` package for /usr/sbin/smtp-sink and smtp-source (no daemon); `scripts/install-test-tools`
+installs it. `--profile` runs one loopback send in-process under cProfile.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import csv
 import io
@@ -28,12 +36,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EDITION = "back-pain"
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
+RELAY_SINK = Path(__file__).resolve().parent / "relay_sink.py"
 
 
 def free_port() -> int:
@@ -42,22 +52,44 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_sink(port: int) -> subprocess.Popen:
-    sink = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"], stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
-            return sink
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("smtp-sink did not start")
+@contextlib.contextmanager
+def running(command: list[str], port: int) -> Iterator[None]:
+    """Start a sink and wait until it accepts connections; stop it afterwards."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise SystemExit(f"{command[0]} did not start")
+        yield
+    finally:
+        process.terminate()
+        process.wait()
 
 
-def rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:8.0f} messages/s  ({count:,} in {seconds:.2f} s)"
+def smtp_sink(port: int) -> list[str]:
+    return [SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"]
 
 
-def smtplib_reference(port: int, messages: list[bytes], connections: int = 4) -> float:
+def relay_sink(port: int, mean: float, hang: int = 0) -> list[str]:
+    return [sys.executable, str(RELAY_SINK), "--port", str(port), "--mean", str(mean), "--hang-connection", str(hang)]
+
+
+def smtp_source(port: int, count: int, size: int, connections: int) -> float:
+    """Postfix's load generator: C sessions, each connection reused for its messages (-d)."""
+    start = time.perf_counter()
+    subprocess.run([SOURCE, "-s", str(connections), "-d", "-m", str(count), "-l", str(size),
+                    "-f", "newsletter@example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
+                   check=True)  # fmt: skip
+    return count / (time.perf_counter() - start)
+
+
+def plain_smtplib(port: int, messages: list[bytes], connections: int) -> float:
+    """C threads, one reused smtplib connection each, the same pre-built messages, no journal."""
     chunks = [messages[i::connections] for i in range(connections)]
 
     def worker(chunk: list[bytes]) -> None:
@@ -71,127 +103,151 @@ def smtplib_reference(port: int, messages: list[bytes], connections: int = 4) ->
         thread.start()
     for thread in threads:
         thread.join()
-    return time.perf_counter() - start
+    return len(messages) / (time.perf_counter() - start)
 
 
-def mailmerge_reference(work: Path, port: int, template: bytes, count: int, fresh: bool) -> float | None:
-    mailmerge = shutil.which("mailmerge") or str(Path(sys.executable).with_name("mailmerge"))
-    if not Path(mailmerge).exists():
-        return None
-    folder = work / "mailmerge"
-    if fresh:
-        folder.mkdir()
-        headers, body = template.split(b"\r\n\r\n", 1)
-        kept = [h for h in headers.split(b"\r\n") if not h.lower().startswith((b"to:", b" "))]
-        (folder / "template.txt").write_bytes(
-            b"TO: {{email}}\n" + b"\n".join(kept) + b"\n\n" + body.replace(b"\r\n", b"\n")
-        )
-        with (folder / "database.csv").open("w", newline="") as handle:
-            csv.writer(handle).writerows([["email"]] + [[f"reader{i}@example.org"] for i in range(count)])
-        (folder / "server.conf").write_text(
-            f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\nsecurity = Never\nusername = None\nratelimit = 0\n"
-        )
-    command = [mailmerge, "--no-dry-run", "--no-limit", "--output-format", "raw", "--template", "template.txt",
-               "--database", "database.csv", "--config", "server.conf"]  # fmt: skip
-    start = time.perf_counter()
-    subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+class Project:
+    """A throw-away working folder with the sample edition and a recipients list of the size asked for."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="newsletter-send-bench-"))
+        shutil.copytree(REPO / "issues", self.folder / "issues")
+        shutil.copy(REPO / "newsletter.toml", self.folder / "newsletter.toml")
+        sys.path.insert(0, str(REPO))
+        from newsletter.compose import MessageFactory
+        from newsletter.pipeline import render_checked
+
+        self.factory = MessageFactory(render_checked(EDITION, self.folder))
+
+    def recipients(self, count: int) -> list[bytes]:
+        """Write list.csv with `count` recipients; returns their messages as the references send them."""
+        from newsletter.model import Recipient
+
+        people = [Recipient(f"reader{i}@example.org", f"Reader {i}") for i in range(count)]
+        with (self.folder / "list.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["email", "name"])
+            writer.writerows([p.email, p.name] for p in people)
+        return [self.factory.compose(person).data for person in people]
+
+    def env(self, port: int, timeout: float = 30) -> dict[str, str]:
+        return {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
+                "SMTP_TIMEOUT": str(timeout), "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip
+
+    def send(self, port: int, count: int, connections: int) -> float:
+        """The whole `newsletter send` command from a fresh journal, in messages per second."""
+        shutil.rmtree(self.folder / ".newsletter", ignore_errors=True)
+        command = [sys.executable, "-m", "newsletter", "send", EDITION, "--recipients", "list.csv", "--yes",
+                   "--connections", str(connections)]  # fmt: skip
+        start = time.perf_counter()
+        run = subprocess.run(command, cwd=self.folder, env=self.env(port), capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if run.returncode != 0 or f"sent {count}," not in run.stdout:
+            raise SystemExit(f"newsletter send failed: {run.stdout}{run.stderr}")
+        return count / seconds
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def smtp_source_reference(port: int, count: int, size: int) -> float:
-    start = time.perf_counter()
-    subprocess.run([SOURCE, "-s", "4", "-m", str(count), "-l", str(size), "-f", "newsletter@example.org",
-                    "-t", "reader@example.org", f"127.0.0.1:{port}"], check=True)  # fmt: skip
-    return time.perf_counter() - start
+def compare(title: str, rounds: int, sink: list[str], port: int, project: Project, count: int, connections: int):
+    """Rounds of smtp-source -d, plain smtplib and newsletter send against one sink; prints rows and medians."""
+    messages = project.recipients(count)
+    size = len(messages[0])
+    print(f"\n{title}: {count:,} messages of {size:,} bytes, {connections} connections; messages/s")
+    print(f"{'round':>6} {'smtp-source -d':>15} {'smtplib':>9} {'newsletter':>11} {'vs source':>10}")
+    rows = []
+    with running(sink, port):
+        for number in range(1, rounds + 1):
+            source = smtp_source(port, count, size, connections)
+            plain = plain_smtplib(port, messages, connections)
+            ours = project.send(port, count, connections)
+            rows.append((source, plain, ours, ours / source))
+            print(f"{number:>6} {source:>15,.0f} {plain:>9,.0f} {ours:>11,.0f} {ours / source:>9.2f}x", flush=True)
+    medians = [statistics.median(column) for column in zip(*rows, strict=True)]
+    print(f"{'median':>6} {medians[0]:>15,.0f} {medians[1]:>9,.0f} {medians[2]:>11,.0f} {medians[3]:>9.2f}x")
 
 
-def newsletter_send(work: Path, env: dict[str, str]) -> tuple[float, str]:
-    """The whole `newsletter send --connections 4` command, from a fresh journal; returns (seconds, summary)."""
-    shutil.rmtree(work / ".newsletter", ignore_errors=True)
-    command = [sys.executable, "-m", "newsletter", "send", EDITION, "--recipients", "list.csv", "--yes",
-               "--connections", "4"]  # fmt: skip
-    start = time.perf_counter()
-    run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if run.returncode != 0:
-        raise SystemExit(run.stderr)
-    return seconds, run.stdout.strip().splitlines()[-1]
+def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_connection: int = 150) -> None:
+    """One of C connections stuck after its first message: the rate of the others during the hang."""
+    from newsletter.send import Send, SendOptions
+
+    count = connections * per_connection
+    project.recipients(count)
+    print(f"\nhang: relay sink (mean {mean * 1000:.0f} ms), {connections} connections, {count:,} messages; the "
+          "first connection stops answering after one message (SMTP_TIMEOUT 10 s); messages/s")  # fmt: skip
+    print(f"{'round':>6} {'no hang':>9} {'during the hang':>16} {'ratio':>6}")
+    for number in range(1, rounds + 1):
+        rates = []
+        for stuck in (0, 1):
+            port = free_port()
+            with running(relay_sink(port, mean, stuck), port):
+                shutil.rmtree(project.folder / ".newsletter", ignore_errors=True)
+                os.environ.update(project.env(port, timeout=10))
+                send = Send(EDITION, project.folder / "list.csv", project.folder, SendOptions(connections=connections))
+                marks: list[float] = []
+                start = time.perf_counter()
+
+                def watch(progress, marks=marks, start=start) -> None:
+                    if not marks and progress.done >= count - 1:  # all but the stuck one
+                        marks.append(time.perf_counter() - start)
+
+                send.run(watch)
+                send.close()
+                rates.append((count - 1) / marks[0])
+        print(f"{number:>6} {rates[0]:>9,.0f} {rates[1]:>16,.0f} {rates[1] / rates[0]:>6.2f}", flush=True)
+
+
+def profile(project: Project, count: int = 10_000) -> None:
+    """One loopback send in-process under cProfile (one process, one thread plus the commit thread)."""
+    from newsletter.send import Send, SendOptions
+
+    project.recipients(count)
+    port = free_port()
+    with running(smtp_sink(port), port):
+        shutil.rmtree(project.folder / ".newsletter", ignore_errors=True)
+        os.environ.update(project.env(port))
+        send = Send(EDITION, project.folder / "list.csv", project.folder, SendOptions(connections=4))
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        report = profiler.runcall(send.run)
+        elapsed = time.perf_counter() - start
+        send.close()
+    print(f"\nprofiled in-process run: {report.progress.sent / elapsed:,.0f} messages/s (profiling slows it)")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
+    print(out.getvalue().split("Ordered by")[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipients", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3, help="measure everything this many times, interleaved")
+    parser.add_argument("modes", nargs="*", choices=["relay", "loopback", "hang", []], default=[])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mean", type=float, default=0.04, help="the relay sink's mean reply delay, seconds")
+    parser.add_argument("--per-connection", type=int, default=300, help="relay messages per connection")
+    parser.add_argument("--recipients", type=int, default=10_000, help="loopback messages")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--mailmerge", type=int, help="messages for mailmerge (default: all; 2000 is quicker)")
     args = parser.parse_args()
-    count = args.recipients
+    modes = args.modes or ["relay", "loopback", "hang"]
     for tool in (SINK, SOURCE):
         if not os.access(tool, os.X_OK):
             raise SystemExit(f"{tool} missing: apt-get install postfix (scripts/install-test-tools does)")
-    work = Path(tempfile.mkdtemp(prefix="newsletter-send-bench-"))
-    port = free_port()
-    sink = start_sink(port)
+    project = Project()
     try:
-        shutil.copytree(REPO / "issues", work / "issues")
-        shutil.copy(REPO / "newsletter.toml", work / "newsletter.toml")
-        with (work / "list.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["email", "name"])
-            writer.writerows([f"reader{i}@example.org", f"Reader {i}"] for i in range(count))
-        from newsletter.compose import MessageFactory
-        from newsletter.model import Recipient
-        from newsletter.pipeline import render_checked
-
-        factory = MessageFactory(render_checked(EDITION, work))
-        messages = [factory.compose(Recipient(f"reader{i}@example.org", f"Reader {i}")).data for i in range(count)]
-        size = len(messages[0])
-        slice_ = min(args.mailmerge or count, count)
-        env = {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
-               "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip
-        print(f"sink: Postfix smtp-sink on 127.0.0.1:{port}; message size {size:,} bytes; {count:,} recipients; "
-              f"mailmerge on {slice_:,} (it opens a connection per message); messages/s, whole commands")  # fmt: skip
-        print(f"{'round':>5} {'smtp-source -s 4':>16} {'smtplib x4':>10} {'mailmerge':>9} {'newsletter':>10} "
-              f"{'vs source':>9} {'vs mailmerge':>12}")  # fmt: skip
-        results = []
-        for number in range(1, args.rounds + 1):
-            source = count / smtp_source_reference(port, count, size)
-            plain = count / smtplib_reference(port, messages)
-            merged_seconds = mailmerge_reference(work, port, messages[0], slice_, fresh=number == 1)
-            merged = slice_ / merged_seconds if merged_seconds else float("nan")
-            seconds, summary = newsletter_send(work, env)
-            ours = count / seconds
-            results.append((source, plain, merged, ours))
-            print(f"{number:>5} {source:>16,.0f} {plain:>10,.0f} {merged:>9,.0f} {ours:>10,.0f} "
-                  f"{ours / source:>9.0%} {ours / merged:>11.1f}x   ({summary})")  # fmt: skip
-        if args.rounds > 1:
-            source, plain, merged, ours = (statistics.median(column) for column in zip(*results, strict=True))
-            print(f"{'median':>6}{source:>16,.0f} {plain:>10,.0f} {merged:>9,.0f} {ours:>10,.0f} "
-                  f"{ours / source:>9.0%} {ours / merged:>11.1f}x")  # fmt: skip
+        if "relay" in modes:
+            for connections in (8, 32):
+                port = free_port()
+                compare(f"relay (mean {args.mean * 1000:.0f} ms)", args.rounds, relay_sink(port, args.mean), port,
+                        project, connections * args.per_connection, connections)  # fmt: skip
+        if "loopback" in modes:
+            port = free_port()
+            compare("loopback smtp-sink", args.rounds, smtp_sink(port), port, project, args.recipients, 4)
+        if "hang" in modes:
+            hang(args.rounds, args.mean, project)
         if args.profile:
-            profile_send(work, env)
+            profile(project, args.recipients)
     finally:
-        sink.terminate()
-        sink.wait()
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def profile_send(work: Path, env: dict[str, str]) -> None:
-    """Run the same send in-process under cProfile (it is one process, one thread) and print where the time goes."""
-    from newsletter.send import Send, SendOptions
-
-    shutil.rmtree(work / ".newsletter", ignore_errors=True)
-    os.environ.update(env)
-    send = Send(EDITION, work / "list.csv", work, SendOptions(connections=4))
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    report = profiler.runcall(send.run)
-    elapsed = time.perf_counter() - start
-    send.close()
-    print(f"profiled in-process run: {rate(report.progress.sent, elapsed)} (slower: profiling costs)")
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
-    print(out.getvalue().split("Ordered by")[1])
+        project.close()
 
 
 if __name__ == "__main__":

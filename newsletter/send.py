@@ -7,8 +7,8 @@ One process, one thread, one asyncio event loop. Each connection is a lane of it
 and no lane ever waits for another's server: a relay that answers each message after a varying delay (scanning,
 queueing) keeps every connection busy at its own pace, and one connection that hangs holds up only itself, until
 SMTP_TIMEOUT. The bracketed step is a journal commit (the recipient is durably `sending` before its MAIL);
-commits are shared: whatever steps are waiting when the journal is free go into one transaction (group commit),
-and that commit runs in a helper thread, so the loop keeps reading and writing sockets during its fsync.
+commits are shared: the steps of every lane whose reply arrived in the same turn of the loop go into one
+transaction (group commit).
 
 Ctrl-C: the first press stops claiming, lets the messages on their way finish and records them; a second press
 stops at once (those recipients are then in doubt). A server that asks to slow down (421, 4.7.x) gets fewer
@@ -25,7 +25,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,47 +248,41 @@ class Send:
 class _GroupCommit:
     """Shares one journal commit among every step waiting when the journal is free.
 
-    A step is never held back to fill a batch: when no commit is running, the next one starts as soon as the
-    loop has run what is ready now; steps that arrive meanwhile go into the commit after it. Commits run one at
-    a time in a helper thread (SQLite waits for the disk without holding Python's lock), so the loop goes on
-    sending and receiving while the journal syncs."""
+    A step is never held back to fill a batch: the commit runs two turns of the loop after the first step asks
+    (microseconds, no timer), so the replies that had already arrived in the socket buffers reach their lanes
+    and join it, and no more. Against smtp-sink that doubles the steps per commit (1.1 to 2.0 with 4
+    connections) and cut the time per 10,000 messages by a quarter. It runs on the loop's own thread: an fsync
+    here takes a fraction of a millisecond, and a helper thread cost more in hand-offs (waits per message
+    measured 0.4 ms in the loop against 0.8-1.3 ms through a thread, whatever the GIL switch interval)."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.loop = asyncio.get_running_loop()
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self.waiting: list[tuple[Step, asyncio.Future]] = []
-        self.busy = False
 
     def step(self, step: Step) -> asyncio.Future:
         future = self.loop.create_future()
-        self.waiting.append((step, future))
-        if not self.busy:
-            self.busy = True
+        if not self.waiting:
             self.loop.call_soon(self._commit)
+        self.waiting.append((step, future))
         return future
 
-    def _commit(self) -> None:
+    def _commit(self, polls: int = 2) -> None:
+        if polls:  # let replies already in the socket buffers reach their lanes and join this commit
+            self.loop.call_soon(self._commit, polls - 1)
+            return
         batch, self.waiting = self.waiting, []
-        work = self.loop.run_in_executor(self.thread, self.journal.advance, [step for step, _ in batch])
-        work.add_done_callback(lambda done: self._committed(batch, done))
-
-    def _committed(self, batch: list[tuple[Step, asyncio.Future]], done: asyncio.Future) -> None:
-        error = done.exception()
-        answers = [error] * len(batch) if error else done.result()
+        try:
+            answers = self.journal.advance([step for step, _ in batch])
+        except NewsletterError as error:
+            answers = [error] * len(batch)
         for (_, future), answer in zip(batch, answers, strict=True):
-            if not future.done():
-                if isinstance(answer, BaseException):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
-        if self.waiting:
-            self._commit()
-        else:
-            self.busy = False
-
-    def close(self) -> None:
-        self.thread.shutdown(wait=True)  # a commit under way finishes before the journal closes
+            if future.done():  # its lane was cancelled (a second Ctrl-C)
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
 
 @dataclass
@@ -372,7 +365,6 @@ class _Runner:
                     raise lane.exception()
         finally:
             ticker.cancel()
-            self.commits.close()
             self._show()
 
     async def _lane(self, lane: _Lane) -> None:
