@@ -42,6 +42,8 @@ class RetryPolicy:
             return Outcome(State.IN_DOUBT, reason)  # the server may have stored it (RFC 1047)
         if isinstance(error, PermanentFailure) or error.permanent:
             return Outcome(State.FAILED, reason)
+        if error.slow_down:  # the server is busy, not this recipient: again after a pause, uncharged
+            return Outcome(State.PENDING, reason, charge_attempt=False, retry_in=self.backoff(1))
         if isinstance(error, ConnectionFailed):  # the connection broke before the message went out
             return Outcome(State.PENDING, reason, charge_attempt=False)
         attempts = attempts_before + 1
@@ -104,7 +106,6 @@ class FailureWatch:
             return f"stopped after {self.consecutive} consecutive failed sends (last: {reason})"
         if now - self.failing_since >= self.give_up_after:
             return (
-                f"stopped: nothing delivered for {now - self.failing_since:.0f} s while every attempt failed "
-                f"(last: {reason})"
+                f"stopped: nothing delivered for {self.give_up_after:g} s while every attempt failed (last: {reason})"
             )
         return None

@@ -292,7 +292,8 @@ class _Lane:
     index: int
     transport: Transport | None = None
     finished: tuple[Claim, Outcome] | None = None  # recorded by the lane's next commit
-    reconnects: int = 0  # consecutive connection failures, for the backoff
+    reconnects: int = 0  # consecutive connection failures or slow-down replies, for the backoff
+    not_before: float = 0.0  # time.monotonic() before which it does not connect again (after a slow-down)
 
 
 class _Runner:
@@ -385,7 +386,7 @@ class _Runner:
                 if isinstance(claim, float):
                     await self._pause(claim)
                     continue
-                lane.finished = (claim, await self._deliver(lane.transport, claim))
+                lane.finished = (claim, await self._deliver(lane, claim))
             if lane.finished is not None:
                 await self._next(lane, claim_next=False)
         finally:
@@ -405,6 +406,7 @@ class _Runner:
         """Open the lane's connection; a failure charges no recipient, is shown at once, and backs off."""
         if lane.finished is not None:  # the connection broke after a message: record it before anything else
             await self._next(lane, claim_next=False)
+        await self._pause(lane.not_before - time.monotonic())
         lane.transport = lane.transport or self.send.new_transport()
         try:
             await lane.transport.open()
@@ -413,11 +415,12 @@ class _Runner:
                 self.halt(str(error), fatal=True)
                 return
             lane.reconnects += 1
+            if error.slow_down:
+                self._slow_down(error)
             self._failed(str(error))
             self._note(f"{error}; retrying")
             await self._pause(self.retry.backoff(lane.reconnects))
             return
-        lane.reconnects = 0
 
     async def _next(self, lane: _Lane, claim_next: bool = True) -> Claim | float | None:
         """Record the lane's last outcome and, if asked, claim its next recipient: one (shared) commit."""
@@ -438,14 +441,22 @@ class _Runner:
             self.exhausted |= claim_next and answer is None
         return answer
 
-    async def _deliver(self, transport: Transport, claim: Claim) -> Outcome:
+    async def _deliver(self, lane: _Lane, claim: Claim) -> Outcome:
         message = self.send.factory.compose(claim.recipient)
         try:
-            return Outcome(State.SENT, await transport.send(message))
+            reply = await lane.transport.send(message)
         except DeliveryError as error:
-            if error.slow_down and self.throttle.slow_down(time.monotonic()):
-                self._note(f"the server asked to slow down ({error}); {self.throttle.allowed} connection(s) for now")
+            if error.slow_down:  # this lane waits before it tries again, and the run uses fewer lanes
+                lane.reconnects += 1
+                lane.not_before = time.monotonic() + self.retry.backoff(lane.reconnects)
+                self._slow_down(error)
             return self.retry.outcome(error, claim.attempts)
+        lane.reconnects = 0
+        return Outcome(State.SENT, reply)
+
+    def _slow_down(self, error: DeliveryError) -> None:
+        if self.throttle.slow_down(time.monotonic()):
+            self._note(f"the server asked to slow down ({error}); {self.throttle.allowed} connection(s) for now")
 
     def _count(self, claim: Claim, outcome: Outcome) -> None:
         """Count a recorded outcome: progress, the failure watch, and the throttle's recovery."""

@@ -112,8 +112,8 @@ class SMTPTransport(Transport):
             limit=MAX_LINE,
         )  # fmt: skip
         code, lines = await self._reply()
-        if code != 220:
-            raise ConnectionFailed(f"cannot connect to {self.where}: {_joined(code, lines)}", code)
+        if code != 220:  # 421 here is the classic "too many connections from your address"
+            raise ConnectionFailed(f"cannot connect to {self.where}: {_joined(code, lines)}", code, _slows(code, lines))
         await self._hello()
         if settings.security == "starttls":
             if "starttls" not in self.extensions:
@@ -292,6 +292,10 @@ def _refusal(message: str, code: int) -> DeliveryError:
     if 500 <= code < 600:
         return PermanentFailure(message, code)
     return TemporaryFailure(message, code, slow_down=code == 421 or bool(_SLOW_DOWN.search(message)))
+
+
+def _slows(code: int, lines: list[str]) -> bool:
+    return code == 421 or bool(_SLOW_DOWN.search(f": {_joined(code, lines)}"))
 
 
 def _translated(error: BaseException, action: str, timeout: float) -> DeliveryError:

@@ -423,3 +423,256 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
                             capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert status.count("in-doubt: ") == in_doubt
     assert all("the server may or may not have it" in line for line in status.splitlines() if "in-doubt: " in line)
+
+
+# --- independent connections, adaptive pacing, a send that says when it is stuck ---------------------------------
+
+
+def per_connection(handler) -> collections.Counter:
+    return collections.Counter(r.peer for r in handler.received)
+
+
+def test_a_slow_connection_does_not_hold_up_the_others(project: Path, smtp_server, sending) -> None:
+    """One connection's server answers each message after 0.3 s, the others at once. In lockstep rounds every
+    connection would deliver as many as the slowest; independent lanes let the fast ones run ahead."""
+
+    class OneSlowConnection(CaptureHandler):
+        slow_peer = None
+
+        async def handle_DATA(self, server, session, envelope):
+            self.slow_peer = self.slow_peer or session.peer
+            if session.peer == self.slow_peer:
+                await asyncio.sleep(0.3)
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=OneSlowConnection())
+    sending(server)
+    report = run_send(project, recipients_file(project / "list.csv", 60), connections=4)
+    assert report.complete and report.progress.sent == 60
+    counts = per_connection(server.handler)
+    assert len(counts) == 4
+    assert counts[server.handler.slow_peer] <= 5, counts
+    assert min(n for peer, n in counts.items() if peer != server.handler.slow_peer) >= 10, counts
+    assert set(received_counts(server.handler).values()) == {1}
+
+
+def test_a_relay_with_uneven_delays_gets_every_message_once(project: Path, smtp_server, sending) -> None:
+    """Replies after random delays (a relay that scans and queues): 8 connections, each message once, field by
+    field as composed: the envelope matches To, and every Message-ID is the recipient's own."""
+
+    class Uneven(CaptureHandler):
+        async def handle_DATA(self, server, session, envelope):
+            await asyncio.sleep(random.expovariate(1 / 0.02))
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=Uneven())
+    sending(server)
+    report = run_send(project, recipients_file(project / "list.csv", 120), connections=8)
+    assert report.complete and report.progress.sent == 120
+    assert len(per_connection(server.handler)) == 8
+    ids = set()
+    for received in server.handler.received:
+        message = parse_message(received.data)
+        assert received.rcpt_tos == (message["To"].addresses[0].addr_spec,)
+        assert message["Subject"] == "Is Physical Therapy Worth It for Back Pain?"
+        ids.add(message["Message-ID"])
+    assert len(ids) == 120
+    assert set(journal_rows(project).values()) == {"sent"}
+
+
+def test_a_hung_connection_stalls_only_itself(project: Path, smtp_server, sending, smtp_env) -> None:
+    """The server stops answering on one connection: the others deliver everything meanwhile; the hung message
+    is in doubt after SMTP_TIMEOUT, never sent twice."""
+
+    class HangsOnce(CaptureHandler):
+        hung_at = None
+
+        async def handle_DATA(self, server, session, envelope):
+            if self.hung_at is None:
+                self.hung_at = time.time()
+                await asyncio.sleep(30)  # never answers within the client's timeout
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=HangsOnce())
+    sending(server)
+    smtp_env({"SMTP_TIMEOUT": "3"})
+    started = time.monotonic()
+    report = run_send(project, recipients_file(project / "list.csv", 40), connections=3)
+    elapsed = time.monotonic() - started
+    handler = server.handler
+    assert report.progress.sent == 39 and report.progress.in_doubt == 1
+    assert len(handler.received) == 39 and set(received_counts(handler).values()) == {1}
+    assert max(r.at for r in handler.received) < handler.hung_at + 2.5, "the others finished during the hang"
+    assert elapsed < 10
+    (hung,) = [email for email, state in journal_rows(project).items() if state == "in-doubt"]
+    assert received_counts(handler)[hung] == 0
+
+
+class TooManyConnections(CaptureHandler):
+    """Accepts at most `limit` connections at a time; MAIL on another one gets 421 and the connection closed."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.admitted: list = []
+        self.refusals = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.admitted = [s for s in self.admitted if s.transport is not None and not s.transport.is_closing()]
+        if server not in self.admitted:
+            if len(self.admitted) >= self.limit:
+                self.refusals += 1
+                asyncio.get_running_loop().call_soon(server.transport.close)
+                return "421 4.7.0 Too many connections from your address, try again later"
+            self.admitted.append(server)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(0.01)  # long enough a send for the server's refusals to be felt
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_too_many_connections_slows_the_send_down_and_everyone_gets_one(project: Path, smtp_server, sending) -> None:
+    server = smtp_server(handler=TooManyConnections(limit=2))
+    sending(server)
+    notes = []
+    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 240), project,
+                SendOptions(connections=8, retry_delay=0.01))  # fmt: skip
+    try:
+        report = send.run(lambda progress: notes.append((progress.note, progress.connections_allowed)))
+    finally:
+        send.close()
+    assert report.complete and report.progress.sent == 240
+    assert set(received_counts(server.handler).values()) == {1} and len(received_counts(server.handler)) == 240
+    assert any("the server asked to slow down" in note and "421 4.7.0" in note for note, _ in notes)
+    assert min(allowed for _, allowed in notes) <= 2, "the connection count came down"
+    assert server.handler.refusals < 40, "the sender backed off instead of hammering (129 without the backoff)"
+    assert set(journal_rows(project).values()) == {"sent"}
+
+
+def test_an_unreachable_server_is_reported_at_once_and_the_send_gives_up(project: Path, sending, smtp_env, cli):
+    from conftest import free_port
+
+    port = free_port()
+    smtp_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
+              "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})  # fmt: skip
+    recipients_file(project / "list.csv", 5)
+    started = time.monotonic()
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "2",
+                 "--give-up-after", "1", "--retry-delay", "0.05", "--max-consecutive-failures", "1000")  # fmt: skip
+    assert result.code == 1
+    assert time.monotonic() - started < 10
+    lines = result.err.splitlines()
+    assert (
+        lines[0] == f"newsletter: cannot connect to 127.0.0.1:{port}: connection refused (is the server running?); "
+        "retrying"
+    )
+    assert lines[-1].startswith("newsletter: stopped: nothing delivered for 1 s while every attempt failed (last: ")
+    assert set(journal_rows(project).values()) == {"pending"}, "nobody was charged"
+
+
+def test_a_wrong_password_stops_at_once_without_the_resume_hint(project: Path, smtp_server, smtp_env, cli) -> None:
+    server = smtp_server(tls="starttls", auth=True)
+    smtp_env({**server.env("starttls", SMTP_USERNAME=USERNAME, SMTP_PASSWORD="wrong"),
+              "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})  # fmt: skip
+    recipients_file(project / "list.csv", 5)
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "3")
+    assert result.code == 1
+    assert result.err.strip().splitlines()[-1].startswith(f"newsletter: authentication failed for user {USERNAME}")
+    assert "run the same command again" not in result.err
+    assert not server.handler.received and set(journal_rows(project).values()) == {"pending"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"NEWSLETTER_UNSUBSCRIBE_SECRET": "another-secret"},
+        {"NEWSLETTER_FROM": "Someone Else <newsletter@example.org>"},
+        {
+            "toml": (
+                'unsubscribe_url = "https://example.org/unsubscribe/{token}"',
+                'unsubscribe_url = "https://example.org/leave/{token}"',
+            )
+        },
+    ],
+    ids=["secret", "from-name", "unsubscribe-url"],
+)
+def test_resuming_with_a_different_sender_or_unsubscribe_link_is_refused(project, smtp_server, sending, smtp_env,
+                                                                         cli, change) -> None:  # fmt: skip
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 4)
+    run_send(project, csv_path, limit=2)
+    if "toml" in change:
+        old, new = change["toml"]
+        toml = project / "newsletter.toml"
+        assert old in toml.read_text(encoding="utf-8")
+        toml.write_text(toml.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    else:
+        smtp_env(change)
+    result = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert result.code == 1 and "the edition changed after this send started" in result.err
+    assert len(server.handler.received) == 2
+
+
+@pytest.mark.parametrize("option", [("--rate", "nan"), ("--rate", "inf"), ("--per-hour", "0"), ("--connections", "x")])
+def test_nonsense_limits_are_usage_errors_before_anything_is_created(project, smtp_server, sending, cli, option):
+    sending(smtp_server())
+    recipients_file(project / "list.csv", 2)
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", *option)
+    assert result.code == 2 and option[0] in result.err
+    assert not (project / ".newsletter").exists()
+
+
+def test_declining_leaves_no_journal(project: Path, smtp_server, sending) -> None:
+    sending(smtp_server())
+    recipients_file(project / "list.csv", 2)
+    command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv"]
+    run = subprocess.run(command, cwd=project, capture_output=True, text=True, input="n\n")
+    assert run.returncode == 1
+    assert not (project / ".newsletter").exists()
+
+
+def test_journal_file_is_owner_only(project: Path, smtp_server, sending) -> None:
+    import stat
+
+    sending(smtp_server())
+    run_send(project, recipients_file(project / "list.csv", 2))
+    assert stat.S_IMODE(journal_path(project, SAMPLE_EDITION).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("command", ["status", "send"])
+def test_a_corrupt_journal_is_one_line_not_a_traceback(project: Path, smtp_server, sending, cli, command) -> None:
+    sending(smtp_server())
+    recipients_file(project / "list.csv", 2)
+    path = journal_path(project, SAMPLE_EDITION)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage, not SQLite" * 100)
+    args = ["--recipients", "list.csv", "--yes"] if command == "send" else []
+    result = cli(command, SAMPLE_EDITION, *args)
+    assert result.code == 1
+    assert result.err.count("\n") == 1 and "Traceback" not in result.err
+    assert "back-pain.sqlite: cannot read the send journal: file is not a database" in result.err
+
+
+def test_a_library_user_can_send_through_any_transport(project: Path, monkeypatch) -> None:
+    """The send loop knows only the Transport interface: here the in-memory one, failing as real servers do."""
+    from newsletter.errors import OutcomeUnknown, PermanentFailure, TemporaryFailure
+    from newsletter.transport import MemoryTransport
+
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
+    memory = MemoryTransport(fail={
+        "r00001@example.org": [TemporaryFailure("451 later", 451)],
+        "r00002@example.org": [PermanentFailure("550 no such user", 550)],
+        "r00003@example.org": [OutcomeUnknown("connection lost after the final dot")],
+    })  # fmt: skip
+    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 6), project,
+                SendOptions(connections=2, retry_delay=0.01), transport=lambda: memory)  # fmt: skip
+    try:
+        report = send.run()
+    finally:
+        send.close()
+    assert sorted(m.recipient.email for m in memory.sent) == [f"r0000{i}@example.org" for i in (0, 1, 4, 5)]
+    assert (report.progress.sent, report.progress.failed, report.progress.in_doubt) == (4, 1, 1)
+    assert memory.opened == 2

@@ -44,6 +44,7 @@ class JournalReader:
         """Fail now, not halfway, on a file that is not one of our journals."""
         self._db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
         self._db.execute("SELECT id, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
+        self._db.execute("SELECT at FROM slots LIMIT 1").fetchall()
 
     def close(self) -> None:
         self._db.close()

@@ -62,10 +62,11 @@ class JournalStore(JournalReader):
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
+                if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                    self._db.executescript(_SCHEMA)
+                self._check_tables()  # before changing anything in a file that may be some other program's
                 for index in ("recipients_state", "slots_at"):  # early journals had these; each commit wrote them
                     self._db.execute(f"DROP INDEX IF EXISTS {index}")
-                self._check_tables()
         except BaseException:
             os.close(lock)
             raise
