@@ -7,7 +7,6 @@ usage errors exit 2. No traceback reaches the user for bad input.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import sys
@@ -19,6 +18,7 @@ from .config import load_publication
 from .errors import CheckFailed, NewsletterError
 from .importer import import_article
 from .pipeline import build_edition, check_edition, export_edition, preview_edition
+from .writer import csv_text
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -71,6 +71,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export_edition(args.edition, args.recipients, args.out)
     for problem in result.problems:
         print(f"newsletter: {problem}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"newsletter: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.written} message(s) and manifest.csv to {_shown(result.out)} (dry run: nothing was sent)")
     return 0
 
@@ -201,9 +203,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_existing(Path.cwd(), edition_folder(args.edition).name) as journal:
         counts, problems = journal.counts(), journal.problems()
     if args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["email", "state", "attempts", "reply", "message_id"])
-        writer.writerows(problems)
+        sys.stdout.write(csv_text([["email", "state", "attempts", "reply", "message_id"], *problems]))
         return 0
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
     for email, state, attempts, reply, _ in problems:

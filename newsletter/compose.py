@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.quoprimime import body_encode
 from email.utils import format_datetime, formataddr
 
-from .addresses import parse_mailbox
+from .addresses import ascii_address, mailbox_key, parse_mailbox
 from .headers import check_header_value
 from .model import Recipient, RenderedEdition
 from .render import split_placeholders
@@ -50,7 +50,7 @@ class ComposedMessage:
 
 def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
     """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
-    digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{email.lower()}".encode()).hexdigest()[:32]
+    digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
     return f"<{digest}.{_label(edition_name)}@{domain}>"
 
 
@@ -62,15 +62,15 @@ def _label(edition_name: str) -> str:
 def unsubscribe_token(secret: str, list_id: str, email: str) -> str:
     """An HMAC the unsubscribe endpoint can verify without a database, and nobody can forge for someone else."""
     key = (secret or _DEV_UNSUBSCRIBE_KEY).encode()
-    return hmac.new(key, f"{list_id}\0{email.lower()}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key, f"{list_id}\0{mailbox_key(email)}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class _Body:
     """One MIME part's body as pieces: literal text (quoted-printable encoded once) and field slots."""
 
-    def __init__(self, text: str, fields: tuple[str, ...], escape: bool) -> None:
+    def __init__(self, text: str, fields: tuple[str, ...], key: str, escape: bool) -> None:
         self.escape = escape
-        self.pieces = split_placeholders(text, fields)
+        self.pieces = split_placeholders(text, fields, key)
         self.encoded = [_qp(p) if isinstance(p, str) else p for p in self.pieces]
 
     def _value(self, value: str) -> str:
@@ -128,8 +128,8 @@ class MessageFactory:
         self._fields = rendered.recipient_fields
         self._boundary = "==" + hashlib.sha256(rendered.html.encode()).hexdigest()[:24] + "=="
         self._common_headers = self._edition_headers(now or dt.datetime.now(dt.UTC))
-        self._text = _Body(rendered.text, self._fields, escape=False)
-        self._html = _Body(rendered.html, self._fields, escape=True)
+        self._text = _Body(rendered.text, self._fields, rendered.placeholder_key, escape=False)
+        self._html = _Body(rendered.html, self._fields, rendered.placeholder_key, escape=True)
         self._unsubscribe_index = self._fields.index("unsubscribe_url")
         mailto = publication.unsubscribe_mailto
         self._unsubscribe_mailto = f",{EOL} <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
@@ -214,10 +214,12 @@ class MessageFactory:
 
     def _to(self, recipient: Recipient) -> str:
         """The To value from the recipient's fields. Plain ASCII names (most of them) are quoted by formataddr;
-        anything else (non-ASCII names or domains, very long names) is encoded and folded by the email package."""
-        if recipient.email.isascii() and recipient.name.isascii() and len(recipient.name) <= 60:
-            return formataddr((recipient.name, recipient.email))
-        local, _, domain = recipient.email.rpartition("@")
+        anything else (non-ASCII or very long names) is encoded and folded by the email package. An
+        internationalised domain is written in its IDNA form: RFC 2047 forbids encoded words in an address."""
+        email = ascii_address(recipient.email)
+        if recipient.name.isascii() and len(recipient.name) <= 60:
+            return formataddr((recipient.name, email))
+        local, _, domain = email.rpartition("@")
         message = EmailMessage(policy=policy.SMTP)
         message["To"] = Address(display_name=recipient.name, username=local, domain=domain)
         return _header_block(message).decode("ascii")[len("To: ") : -len(EOL)]

@@ -9,14 +9,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
 
-from .addresses import parse_mailbox
-from .errors import ConfigError
+from .addresses import ascii_address, ascii_domain, parse_mailbox
+from .errors import ConfigError, ContentError
+from .headers import check_header_value
 from .model import Publication
 
 CONFIG_FILE = "newsletter.toml"
@@ -55,10 +57,32 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
         if env.get(key):
             parse_mailbox(env[key], key, "environment / .env")
             settings[name] = env[key]
-    settings["unsubscribe_secret"] = env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")
+    secret = env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")
+    if secret and not secret.strip():
+        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
+    settings["unsubscribe_secret"] = secret.strip()
     publication = Publication(**settings, source=path if path.is_file() else None)  # type: ignore[arg-type]
     _check_publication(publication, str(path))
-    return publication
+    return dataclasses.replace(
+        publication,
+        unsubscribe_url=ascii_url(publication.unsubscribe_url),
+        unsubscribe_mailto=ascii_address(publication.unsubscribe_mailto),
+    )
+
+
+def ascii_url(url: str) -> str:
+    """The URL as a mail header can carry it: an internationalised host in IDNA form, anything else non-ASCII
+    percent-encoded (RFC 3986). `{token}` is kept for the composer to fill in."""
+    if url.isascii():
+        return url
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    netloc = parts.netloc.replace(host, ascii_domain(host) or host) if host else parts.netloc
+    safe = "/:@!$&'()*+,;=%{}?#~"
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, urllib.parse.quote(parts.path, safe=safe),
+         urllib.parse.quote(parts.query, safe=safe), urllib.parse.quote(parts.fragment, safe=safe))
+    )  # fmt: skip
 
 
 def _check_publication(publication: Publication, source: str) -> None:
@@ -68,13 +92,21 @@ def _check_publication(publication: Publication, source: str) -> None:
         parse_mailbox(publication.reply_to, "[publication] reply_to", source)
     if not publication.unsubscribe_url.startswith("https://"):
         raise ConfigError("[publication] unsubscribe_url must be an https:// URL", source)
+    if "{token}" not in publication.unsubscribe_url:
+        raise ConfigError(
+            "[publication] unsubscribe_url must contain {token}: without it every recipient gets the same link, "
+            "and nobody can be told apart when they unsubscribe",
+            source,
+        )
     if not publication.disclaimer.strip():
         raise ConfigError("[publication] disclaimer must not be empty: every edition carries it", source)
     if not publication.copyright.strip():
         raise ConfigError("[publication] copyright must not be empty: every edition carries it", source)
     for key in ("name", "list_id", "unsubscribe_url", "unsubscribe_mailto"):
-        if any(ch in getattr(publication, key) for ch in "\r\n"):
-            raise ConfigError(f"[publication] {key} contains a line break", source)
+        try:
+            check_header_value(f"[publication] {key}", getattr(publication, key))
+        except ContentError as error:
+            raise ConfigError(error.message, source) from None
 
 
 @dataclass(frozen=True)

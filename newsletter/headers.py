@@ -14,7 +14,8 @@ from pathlib import Path
 from .errors import HeaderInjectionError
 
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[qQbB]\?[^?\s]*\?=")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Line breaks and other controls; NEL and the Unicode line/paragraph separators end a line for some parsers too.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 def check_header_value(what: str, value: str, path: Path | str | None = None, line: int | None = None) -> str:

@@ -11,6 +11,7 @@ import datetime as dt
 import html
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import html2text
 
 from .errors import ContentError
-from .load import EDITION_FILE, ISSUES_DIR, read_text, split_front_matter
+from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, read_text, split_front_matter
 from .model import Publication
 from .verify import normalise
 from .writer import atomic_write, safe_join
@@ -43,6 +44,9 @@ class ImportedArticle:
     canonical_url: str = ""
     author: str = ""
     date: dt.date | None = None
+    summary: str = ""
+    image: str = ""
+    image_alt: str = ""
 
 
 def import_article(
@@ -108,14 +112,18 @@ def _is_boilerplate(block: str, publication: Publication) -> bool:
 def _text_block(block: str) -> str:
     """One block of plain text as Markdown: bullet and numbered lists kept, wrapped lines joined."""
     lines = [line for line in block.split("\n") if line.strip()]
-    if all(_BULLET.match(line) or _NUMBERED.match(line) for line in lines):
-        items = []
-        for line in lines:
-            number = _NUMBERED.match(line)
-            marker = f"{number[1]}." if number else "-"
-            items.append(f"{marker} {escape_markdown(_NUMBERED.sub('', _BULLET.sub('', line), count=1).strip())}")
-        return "\n".join(items)
-    return escape_markdown(" ".join(line.strip() for line in lines))
+    start = len(lines)  # where the list at the end of the block begins ("Warning signs:" then bullet lines)
+    while start > 0 and (_BULLET.match(lines[start - 1]) or _NUMBERED.match(lines[start - 1])):
+        start -= 1
+    lead = escape_markdown(" ".join(line.strip() for line in lines[:start]))
+    if start == len(lines):
+        return lead
+    items = []
+    for line in lines[start:]:
+        number = _NUMBERED.match(line)
+        marker = f"{number[1]}." if number else "-"
+        items.append(f"{marker} {escape_markdown(_NUMBERED.sub('', _BULLET.sub('', line), count=1).strip())}")
+    return "\n\n".join(part for part in (lead, "\n".join(items)) if part)
 
 
 def escape_markdown(text: str) -> str:
@@ -132,7 +140,19 @@ def _from_markdown(text: str, source: Path) -> ImportedArticle:
         match = re.search(r"^#\s+(.+)$", body, re.M)
         if match:
             title, body = match[1].strip(), body[: match.start()] + body[match.end() :]
-    return ImportedArticle(title=title, body=body.strip(), canonical_url=str(meta.get("canonical_url", "")))
+    date = meta.get("date")
+    if isinstance(date, dt.datetime):
+        date = date.date()
+    return ImportedArticle(
+        title=title,
+        body=body.strip(),
+        canonical_url=str(meta.get("canonical_url", "")),
+        author=str(meta.get("author", "")),
+        date=date if isinstance(date, dt.date) else _parse_date(str(date or "")),
+        summary=str(meta.get("summary", "")),
+        image=str(meta.get("image", "")),
+        image_alt=str(meta.get("image_alt", "")),
+    )
 
 
 class _ArticleExtractor(HTMLParser):
@@ -238,8 +258,10 @@ def _parse_date(value: str) -> dt.date | None:
 
 
 def slugify(title: str) -> str:
-    """`Is Physical Therapy Worth It?` -> `is-physical-therapy-worth-it`: safe as a file and folder name."""
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60].strip("-")
+    """`Is Physical Therapy Worth It?` -> `is-physical-therapy-worth-it`, `Боль в спине` -> `боль-в-спине`:
+    letters and digits of any script, so every title gets a readable name of its own; safe as a file and
+    folder name, and a valid edition name."""
+    slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFC", title).lower()).strip("-")[:60].strip("-")
     return slug or "article"
 
 
@@ -254,16 +276,21 @@ def article_markdown(article: ImportedArticle) -> str:
         meta.append(f"author = {toml_string(article.author)}")
     if article.date:
         meta.append(f"date = {article.date.isoformat()}")
-    if article.canonical_url:
-        meta.append(f"canonical_url = {toml_string(article.canonical_url)}")
+    for key in ("summary", "canonical_url", "image", "image_alt"):
+        if getattr(article, key):
+            meta.append(f"{key} = {toml_string(getattr(article, key))}")
     return "+++\n" + "\n".join(meta) + "\n+++\n\n" + article.body.strip() + "\n"
 
 
 def _edition_folder(into: str | Path | None, title: str, root: Path) -> Path:
-    """`--into` as a path (issues/x) or a bare name; default: a new edition named after the title."""
+    """`--into` as a bare name (issues/NAME) or a path to an edition folder; default: a new edition named after
+    the title. Names follow the one edition-name rule, and a path may not climb with `..`."""
     if into is None:
-        return safe_join(root / ISSUES_DIR, slugify(title))
+        return safe_join(root / ISSUES_DIR, check_edition_name(slugify(title)))
     into_path = Path(into)
+    if ".." in into_path.parts:
+        raise ContentError("edition path escapes the output folder: '..' is not allowed in --into", into_path)
+    check_edition_name(into_path.name, into_path)
     if len(into_path.parts) > 1 or into_path.is_absolute():
         return into_path if into_path.is_absolute() else root / into_path
     return safe_join(root / ISSUES_DIR, str(into))

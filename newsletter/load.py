@@ -19,7 +19,17 @@ EDITION_FILE = "issue.toml"
 FRONT_MATTER_FENCE = "+++"
 _ARTICLE_KEYS = {"title", "author", "date", "summary", "canonical_url", "image", "image_alt"}
 _EDITION_KEYS = {"subject", "preheader", "date", "articles"}
-_EDITION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Letters (any script) and digits, then also '.', '_' and '-': one rule for `build NAME`, `import --into NAME`
+# and the folders `import` creates, so every edition import makes can be built by name.
+_EDITION_NAME = re.compile(r"^[^\W_][\w.-]*$")
+NAME_RULE = "edition names are letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+def check_edition_name(name: str, where: str | Path | None = None) -> str:
+    """Return `name`, or raise ContentError when it is not a valid edition name."""
+    if not _EDITION_NAME.match(name) or len(name) > 100:
+        raise ContentError(NAME_RULE, where if where is not None else name)
+    return name
 
 
 def read_text(path: Path) -> str:
@@ -59,9 +69,7 @@ def edition_folder(edition: str | Path, root: Path | None = None) -> Path:
     if candidate.is_dir() or len(candidate.parts) > 1:
         folder = candidate if candidate.is_absolute() else root / candidate
     else:
-        if not _EDITION_NAME.match(str(edition)):
-            raise ContentError("edition names are letters, digits, '.', '_' and '-'", edition)
-        folder = root / ISSUES_DIR / str(edition)
+        folder = root / ISSUES_DIR / check_edition_name(str(edition))
     if not (folder / EDITION_FILE).is_file():
         if not folder.is_dir():
             raise ContentError("no such edition (expected a folder with issue.toml)", folder)
@@ -132,19 +140,22 @@ def _article_paths(data: dict, folder: Path, path: Path) -> list[Path]:
     """The listed articles in order, or every *.md in the folder by name when `articles` is absent."""
     listed = data.get("articles")
     if listed is None:
-        paths = sorted(folder.glob("*.md"))
-        if not paths:
+        names = sorted(p.name for p in folder.glob("*.md"))
+        if not names:
             raise ContentError("edition has no articles (no *.md files and no 'articles' list)", path)
-        return paths
-    if not isinstance(listed, list) or not listed or not all(isinstance(x, str) for x in listed):
+    elif not isinstance(listed, list) or not listed or not all(isinstance(x, str) for x in listed):
         raise ContentError("'articles' must be a non-empty list of file names", path)
-    paths = []
-    for name in listed:
-        article = (folder / name).resolve()
-        if not article.is_relative_to(folder.resolve()):
-            raise ContentError(f"article {name!r} is outside the edition folder", path)
-        paths.append(article)
-    return paths
+    else:
+        names = listed
+    return [_inside(folder, name, path) for name in names]
+
+
+def _inside(folder: Path, name: str, path: Path) -> Path:
+    """The article file, refused when it (or a link it is) leads outside the edition folder."""
+    article = (folder / name).resolve()
+    if not article.is_relative_to(folder.resolve()):
+        raise ContentError(f"article {name!r} is outside the edition folder (a link or '..')", path)
+    return article
 
 
 def _string(data: dict, key: str, path: Path, required: bool = False) -> str:

@@ -87,3 +87,4 @@ class RenderedEdition:
     html: str
     text: str
     recipient_fields: tuple[str, ...]
+    placeholder_key: str = ""  # see render.placeholder_key

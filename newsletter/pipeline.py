@@ -17,15 +17,15 @@ from .compose import ComposedMessage, MessageFactory
 from .config import load_publication
 from .errors import CheckFailed
 from .inline import inline_css
-from .load import load_edition
+from .load import load_edition, read_text
 from .model import Publication, Recipient, RenderedEdition
 from .recipients import RecipientList, load_recipients, suppressed_addresses
 from .render import render_edition
 from .review import ReviewData, review_page
 from .toolchecks import run_tool_checks
-from .transport import FileTransport
+from .transport import EXPORT_FILE, FileTransport
 from .verify import check_rendered
-from .writer import atomic_write, safe_join, write_files
+from .writer import atomic_write, csv_text, make_folder, safe_join, write_files
 
 BUILD_DIR = "build"
 MANIFEST = "manifest.csv"
@@ -117,6 +117,7 @@ class ExportResult:
     out: Path
     written: int
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_for_recipients(
@@ -139,13 +140,30 @@ def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: P
     """The dry run: one .eml per valid recipient plus manifest.csv, delivered through the same transport
     interface and the same composition as a send, into files. Imports nothing that can open a socket."""
     factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
+    make_folder(out)
+    earlier = _earlier_export(out)
     rows = asyncio.run(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))
-    manifest = io.StringIO()
-    writer = csv.writer(manifest, lineterminator="\n")
-    writer.writerow(["recipient", "file", "Message-ID"])
-    writer.writerows(rows)
-    atomic_write(safe_join(out, MANIFEST), manifest.getvalue())
-    return ExportResult(out, len(rows), recipients.problems)
+    atomic_write(safe_join(out, MANIFEST), csv_text([["recipient", "file", "Message-ID"], *rows]))
+    for name in earlier - {file for _, file, _ in rows}:  # what the earlier export wrote, and only that
+        safe_join(out, name).unlink(missing_ok=True)
+    warnings = []
+    if not factory.rendered.publication.unsubscribe_secret:
+        warnings.append(
+            "NEWSLETTER_UNSUBSCRIBE_SECRET is not set: these messages' unsubscribe links use the public development "
+            "key, so anyone could forge them; fine for a dry run, never for mail you send"
+        )
+    return ExportResult(out, len(rows), recipients.problems, warnings)
+
+
+def _earlier_export(out: Path) -> set[str]:
+    """The message files an earlier export into `out` wrote, as its manifest lists them (names of the export's
+    own pattern only: a doctored manifest cannot make us delete anything else)."""
+    manifest = out / MANIFEST
+    if not manifest.is_file():
+        return set()
+    rows = csv.reader(io.StringIO(read_text(manifest), newline=""))
+    next(rows, None)
+    return {row[1] for row in rows if len(row) > 1 and EXPORT_FILE.fullmatch(row[1])}
 
 
 async def _deliver_to_files(factory: MessageFactory, recipients: list[Recipient], transport: FileTransport):

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .addresses import address_problem
+from .addresses import mailbox_key, split_mailbox
 from .errors import ContentError
 from .headers import check_header_value
 from .load import read_text
@@ -31,7 +31,8 @@ class RecipientList:
 def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> RecipientList:
     """Read and validate a recipients CSV; raises ContentError only when the file as a whole is unusable."""
     reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    header = next(reader, None)
+    rows = _rows(reader, path)
+    header = next(rows, None)
     if header is None:
         raise ContentError("recipients file is empty (expected a header row with an 'email' column)", path, 1)
     columns = [c.strip().lower() for c in header]
@@ -41,33 +42,42 @@ def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> Rec
         raise ContentError("duplicate column names in the header row", path, 1)
     result = RecipientList(path, columns=tuple(c for c in columns if c not in ("email", "name")))
     seen: dict[str, int] = {}
-    for row in reader:
+    for row in rows:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
         values = dict(zip(columns, (cell.strip() for cell in row), strict=False))  # short rows: missing cells
-        problem = _row_problem(values, row, columns, seen)
-        if problem is None and values["email"].lower() in suppressed:
+        display_name, email, address_problem = split_mailbox(values.get("email", ""))
+        key = mailbox_key(email)
+        problem = _row_problem(values, row, columns, address_problem, seen.get(key), email)
+        if problem is None and key in suppressed:
             problem = "unsubscribed (in the suppression list), skipped"
         if problem:
             result.problems.append(f"{path}:{line}: {problem}")
             continue
-        email = values.pop("email")
-        seen[email.lower()] = line
-        name = values.pop("name", "")
+        seen[key] = line
+        values.pop("email")
+        name = values.pop("name", "") or display_name
         result.recipients.append(Recipient(email=email, name=name, fields=values, line=line))
     return result
 
 
-def _row_problem(values: dict[str, str], row: list[str], columns: list[str], seen: dict[str, int]) -> str | None:
+def _rows(reader, path: Path):
+    """The CSV reader's rows, its errors (a field over the size limit, say) as one line naming the row."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise ContentError(f"not a readable CSV row: {error}", path, reader.line_num or 1) from None
+
+
+def _row_problem(values: dict[str, str], row: list[str], columns: list[str], address_problem: str | None,
+                 duplicate_of: int | None, email: str) -> str | None:  # fmt: skip
     if len(row) > len(columns):
         return f"{len(row)} fields but the header names {len(columns)}"
-    email = values.get("email", "")
-    problem = address_problem(email)
-    if problem:
-        return problem
-    if email.lower() in seen:
-        return f"duplicate of line {seen[email.lower()]} ({email}), sent once"
+    if address_problem:
+        return address_problem
+    if duplicate_of is not None:
+        return f"duplicate of line {duplicate_of} ({email}), sent once"
     try:
         check_header_value("name", values.get("name", ""))
     except ContentError as exc:
@@ -91,5 +101,5 @@ def load_suppressed(path: Path | None) -> frozenset[str]:
         key = next((c for c in rows.fieldnames or [] if c.strip().lower() == "email"), None)
         if key is None:
             raise ContentError("suppression file has no 'email' column", path, 1)
-        return frozenset(row[key].strip().lower() for row in rows if row.get(key))
-    return frozenset(line.lower() for line in lines)
+        return frozenset(mailbox_key(row[key].strip()) for row in _rows(rows, path) if row.get(key))
+    return frozenset(mailbox_key(line) for line in lines)

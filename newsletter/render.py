@@ -7,6 +7,7 @@ so 10,000 recipients cost 10,000 string joins, not 10,000 renders.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import textwrap
 import traceback
@@ -27,20 +28,30 @@ HTML_TEMPLATE = "email.html"
 TEXT_TEMPLATE = "email.txt"
 TEXT_WIDTH = 72
 BASE_RECIPIENT_FIELDS = ("email", "name", "unsubscribe_url")
-_PLACEHOLDER = re.compile(r"XNLF(\d{3})FLNX")
 
 
-def placeholder(index: int) -> str:
+def placeholder_key(edition: Edition) -> str:
+    """The part of every placeholder token that article text cannot contain: derived from everything the
+    edition's files say, so a text that spells a token changes the key it would have to spell (and the key
+    stays the same from one run to the next, which a resumed send relies on)."""
+    texts = [edition.subject, edition.preheader]
+    for a in edition.articles:
+        texts += [a.title, a.body_markdown, a.author, a.summary, a.canonical_url, a.image, a.image_alt]
+    digest = hashlib.sha256("\0".join(texts).encode("utf-8")).digest()
+    return "".join(chr(ord("a") + byte % 26) for byte in digest[:12])
+
+
+def placeholder(index: int, key: str) -> str:
     """The token standing for recipient field number `index`: letters and digits only, so that no stage
     (autoescape, premailer, html2text, quoted-printable) changes it."""
-    return f"XNLF{index:03d}FLNX"
+    return f"XNLF{key}{index:03d}FLNX"
 
 
-def split_placeholders(text: str, fields: tuple[str, ...]) -> list[str | int]:
+def split_placeholders(text: str, fields: tuple[str, ...], key: str) -> list[str | int]:
     """Split rendered text into literal strings and field indexes, for fast per-recipient filling."""
     parts: list[str | int] = []
     position = 0
-    for match in _PLACEHOLDER.finditer(text):
+    for match in re.finditer(f"XNLF{key}(\\d{{3}})FLNX", text):
         parts.append(text[position : match.start()])
         index = int(match[1])
         if index >= len(fields):
@@ -58,8 +69,8 @@ class RecipientPlaceholders:
     the build instead of sending a blank.
     """
 
-    def __init__(self, fields: tuple[str, ...]) -> None:
-        self._tokens = {name: placeholder(i) for i, name in enumerate(fields)}
+    def __init__(self, fields: tuple[str, ...], key: str) -> None:
+        self._tokens = {name: placeholder(i, key) for i, name in enumerate(fields)}
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("__"):
@@ -163,16 +174,17 @@ def render_edition(
     root = (root or Path.cwd()).resolve()
     fields = BASE_RECIPIENT_FIELDS + tuple(f for f in extra_fields if f not in BASE_RECIPIENT_FIELDS)
     articles = [_article_context(a) for a in edition.articles]
+    key = placeholder_key(edition)
     context = {
         "publication": publication,
         "edition": edition,
         "articles": articles,
-        "recipient": RecipientPlaceholders(fields),
+        "recipient": RecipientPlaceholders(fields, key),
     }
     env = template_environment(root)
     html_part = _render_template(env, HTML_TEMPLATE, context)
     text_part = _render_template(env, TEXT_TEMPLATE, context)
-    return RenderedEdition(edition, publication, html_part, _tidy_text(text_part), fields)
+    return RenderedEdition(edition, publication, html_part, _tidy_text(text_part), fields, key)
 
 
 def _article_context(article: Article) -> dict:

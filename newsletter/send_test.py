@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from .addresses import normalise_address
+from .addresses import parse_recipient
 from .compose import MessageFactory
 from .errors import ContentError, DeliveryError, SetupFailed
 from .model import Recipient
@@ -45,13 +45,13 @@ def send_test(
         raise ContentError("send-test needs at least one --to address")
     if len(addresses) > MAX_TEST_ADDRESSES:
         raise ContentError(f"send-test sends to at most {MAX_TEST_ADDRESSES} addresses (got {len(addresses)})")
-    checked = [normalise_address(a) for a in addresses]
+    checked = [parse_recipient(a) for a in addresses]
     rendered = render_checked(edition, root)
     factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX, unique_ids=True)
     if transport is None:
         transport, _ = transport_for(root, factory.sender.addr_spec, verbose)
     sample_name = placeholder_recipient(rendered.publication).name
-    messages = [factory.compose(Recipient(email=address, name=sample_name)) for address in checked]
+    messages = [factory.compose(Recipient(email=address, name=name or sample_name)) for name, address in checked]
     return asyncio.run(_deliver(transport(), messages))
 
 

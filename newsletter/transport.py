@@ -53,6 +53,9 @@ class Transport(ABC):
         await self.close()
 
 
+EXPORT_FILE = re.compile(r"\d{5,}-[A-Za-z0-9._@+-]{1,100}\.eml")
+
+
 def export_file_name(index: int, email: str) -> str:
     """`00001-alice@example.org.eml`: sortable, readable, and made only of characters safe in any file system."""
     return f"{index:05d}-{re.sub(r'[^A-Za-z0-9._@+-]', '_', email)[:100]}.eml"

@@ -111,7 +111,7 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
         for part, content in (("HTML part", visible_html), ("text part", text)):
             if normalise(value) not in content:
                 problems.append(f"{part} lacks the {what}: {value[:60]!r}")
-    unsubscribe = placeholder(rendered.recipient_fields.index("unsubscribe_url"))
+    unsubscribe = placeholder(rendered.recipient_fields.index("unsubscribe_url"), rendered.placeholder_key)
     for part, content in (("HTML part", rendered.html), ("text part", rendered.text)):
         if unsubscribe not in content:
             problems.append(f"{part} lacks the unsubscribe link (recipient.unsubscribe_url)")
@@ -139,8 +139,8 @@ def _header_problems(rendered: RenderedEdition) -> list[str]:
     for what, value, path in values:
         try:
             check_header_value(what, value, path)
-        except HeaderInjectionError as error:
-            problems.append(str(error))
+        except HeaderInjectionError as error:  # the CLI names the edition folder; name the file within it
+            problems.append(f"{path.name}: {error.message}")
     return problems
 
 

@@ -2,16 +2,26 @@
 
 A reader (or a crash) never sees a half-written file: data goes to a temporary file in the same folder and is
 renamed over the target, which POSIX makes atomic. Paths are compared resolved, with `is_relative_to`, because a
-prefix test lets `out-evil/` pass for `out/`.
+prefix test lets `out-evil/` pass for `out/`. Files get the mode the user's umask gives new files (the
+temporary file's 0600 is not kept), unless the caller asks for owner-only (files that hold subscriber data).
+
+CSV written for people to open in a spreadsheet goes through `csv_text`, which neutralises cells a spreadsheet
+would run as a formula (OWASP "CSV injection"): a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+return gets a leading `'`.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import ContentError
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_join(root: Path, name: str) -> Path:
@@ -22,14 +32,31 @@ def safe_join(root: Path, name: str) -> Path:
     return target
 
 
-def atomic_write(path: Path, data: bytes | str, durable: bool = True) -> None:
-    """Write `data` to `path` via a temp file and rename; `durable` also fsyncs before the rename."""
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents), or say plainly that something else is in the way."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ContentError("is a file, not a folder: choose another output folder", parent)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write(path: Path, data: bytes | str, durable: bool = True, private: bool = False) -> None:
+    """Write `data` to `path` via a temp file and rename; `durable` also fsyncs before the rename; `private`
+    keeps the file owner-only (0600) instead of what the umask gives."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
+            if not private:
+                os.fchmod(handle.fileno(), _umask_mode())
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -45,3 +72,17 @@ def write_files(root: Path, files: dict[str, bytes | str], durable: bool = True)
     for target, data in targets.items():
         atomic_write(target, data, durable)
     return list(targets)
+
+
+def spreadsheet_safe(cell: object) -> str:
+    """A cell a spreadsheet shows as text, never runs: a leading `'` before a formula character."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_text(rows: Iterable[Iterable[object]]) -> str:
+    """CSV for people and spreadsheets, every cell through `spreadsheet_safe`."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    return out.getvalue()

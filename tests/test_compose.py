@@ -160,3 +160,27 @@ def test_crafted_recipient_name_cannot_inject(factory: MessageFactory) -> None:
         factory.compose(Recipient("eve@example.org", "Eve =?UTF-8?Q?=0A?=Bcc: x@example.com"))
     with pytest.raises(HeaderInjectionError):
         factory.compose(Recipient("eve@example.org", "Eve\r\nBcc: x@example.com"))
+
+
+def test_internationalised_domains_everywhere(project: Path, cli, monkeypatch) -> None:
+    """From, the unsubscribe URL and a recipient with a non-ASCII domain: IDNA in headers (RFC 2047 forbids
+    encoded words in an address), messages that parse back without defects, and the name kept."""
+    monkeypatch.setenv("NEWSLETTER_FROM", "Zeitung <news@zeitung-bücher.de>")
+    toml = project / "newsletter.toml"
+    toml.write_text(
+        re.sub(r"unsubscribe_url = .*", 'unsubscribe_url = "https://bücher.example/abmelden/{token}"',
+               toml.read_text(encoding="utf-8")),
+        encoding="utf-8",
+    )  # fmt: skip
+    (project / "list.csv").write_text("email,name\nann@bücher.de,Änn\n", encoding="utf-8")
+    result = cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out")
+    assert result.code == 0, result.err
+    (eml,) = (project / "out").glob("*.eml")
+    message = parse_message(eml.read_bytes())
+    assert message["From"].addresses[0].addr_spec == "news@" + "zeitung-bücher.de".encode("idna").decode()
+    assert message["From"].addresses[0].display_name == "Zeitung"
+    assert message["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.de"
+    assert message["To"].addresses[0].display_name == "Änn"
+    assert message["List-Unsubscribe"].startswith("<https://xn--bcher-kva.example/abmelden/")
+    assert message["Message-ID"].endswith("@" + "zeitung-bücher.de".encode("idna").decode() + ">")
+    assert eml.read_bytes().isascii()

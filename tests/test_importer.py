@@ -5,41 +5,39 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from conftest import DATA, REPO, SAMPLE_ARTICLE, SAMPLE_EDITION
+from conftest import DATA, SAMPLE_ARTICLE, SAMPLE_EDITION
 
 from newsletter.config import load_publication
 from newsletter.importer import escape_markdown, import_article, parse_source, slugify
 from newsletter.load import load_edition, split_front_matter
 from newsletter.verify import normalise
 
-SAMPLE_TXT = REPO.parent / "shared" / "samples" / "seattle-neuro-back-pain.txt"
+SAMPLE_TXT = DATA / "samples" / "seattle-neuro-back-pain.txt"  # the seed article, as the clinic's site saved it
 
 
 def sample_paragraphs() -> list[str]:
-    text = SAMPLE_TXT.read_text(encoding="utf-8") if SAMPLE_TXT.exists() else ""
+    text = SAMPLE_TXT.read_text(encoding="utf-8")
     return [p.strip() for p in text.split("\n\n") if p.strip()]
 
 
 def test_shipped_edition_is_the_imported_sample(project: Path) -> None:
     """issues/back-pain is exactly what `import` makes of the sample today."""
-    if not SAMPLE_TXT.exists():
-        return
     target = import_article(SAMPLE_TXT, load_publication(project), into="fresh", root=project)
     assert target.read_text(encoding="utf-8") == SAMPLE_ARTICLE.read_text(encoding="utf-8")
 
 
 def test_sample_import_keeps_every_paragraph_and_drops_chrome(project: Path) -> None:
-    article = parse_source(SAMPLE_ARTICLE if not SAMPLE_TXT.exists() else SAMPLE_TXT, load_publication(project))
+    article = parse_source(SAMPLE_TXT, load_publication(project))
     assert article.title == "Is Physical Therapy Worth It for Back Pain?"
     body = normalise(article.body)
     paragraphs = sample_paragraphs()
-    if paragraphs:
-        site, _title, *rest = paragraphs
-        disclaimer, copyright_line, chrome = rest[-3:]
-        for paragraph in rest[:-3]:
-            assert normalise(paragraph) in body
-        for dropped in (site, disclaimer, copyright_line, chrome):
-            assert normalise(dropped) not in body
+    assert len(paragraphs) > 10
+    site, _title, *rest = paragraphs
+    disclaimer, copyright_line, chrome = rest[-3:]
+    for paragraph in rest[:-3]:
+        assert normalise(paragraph) in body
+    for dropped in (site, disclaimer, copyright_line, chrome):
+        assert normalise(dropped) not in body
     assert "go to top" not in body
 
 
@@ -91,3 +89,51 @@ def test_escape_markdown_keeps_prose_prose() -> None:
     )
     assert slugify("Is Physical Therapy Worth It?") == "is-physical-therapy-worth-it"
     assert slugify("¿¡!?") == "article"
+
+
+def test_a_list_right_after_its_lead_in_line_stays_a_list(tmp_path: Path, project: Path) -> None:
+    source = tmp_path / "post.txt"
+    source.write_text(
+        "Headaches and your neck\n\nSee a doctor when it comes with any of these.\nWarning signs:\n"
+        "    • numbness\n    • fever\n\nOtherwise, rest.\n",
+        encoding="utf-8",
+    )
+    article = parse_source(source, load_publication(project))
+    assert article.body == (
+        "See a doctor when it comes with any of these. Warning signs:\n\n- numbness\n- fever\n\nOtherwise, rest."
+    )
+
+
+def test_markdown_import_keeps_every_front_matter_field(tmp_path: Path, project: Path, cli) -> None:
+    source = tmp_path / "note.md"
+    source.write_text(
+        '+++\ntitle = "Sleep and pain"\nauthor = "Dr. A"\ndate = 2026-03-04\nsummary = "Why sleep matters."\n'
+        'canonical_url = "https://example.org/sleep"\nimage = "https://example.org/sleep.jpg"\n'
+        'image_alt = "A person asleep"\n+++\n\nBody text.\n',
+        encoding="utf-8",
+    )
+    assert cli("import", source, "--into", "sleep").code == 0
+    (article,) = load_edition("sleep", project).articles
+    assert (article.title, article.author, str(article.date), article.summary, article.canonical_url,
+            article.image, article.image_alt) == ("Sleep and pain", "Dr. A", "2026-03-04", "Why sleep matters.",
+                                                  "https://example.org/sleep", "https://example.org/sleep.jpg",
+                                                  "A person asleep")  # fmt: skip
+
+
+def test_non_latin_titles_get_distinct_readable_names(tmp_path: Path, project: Path, cli) -> None:
+    for name, title in (("a.txt", "Боль в спине"), ("b.txt", "Боль в шее"), ("c.txt", "腰痛について")):
+        (tmp_path / name).write_text(f"{title}\n\nA paragraph about it.\n", encoding="utf-8")
+        assert cli("import", tmp_path / name, "--into", "mixed").code == 0
+    names = sorted(p.name for p in (project / "issues" / "mixed").glob("*.md"))
+    assert names == ["боль-в-спине.md", "боль-в-шее.md", "腰痛について.md"]
+    assert slugify("Боль в спине") == "боль-в-спине"
+    assert cli("import", tmp_path / "a.txt").code == 0
+    assert cli("build", "боль-в-спине").code == 0, "an edition import names can be built by that name"
+
+
+def test_import_into_follows_the_one_name_rule(project: Path, cli) -> None:
+    for into in ("a/../..", "My Edition", "issues/../../x"):
+        result = cli("import", DATA / "imports" / "bullets.txt", "--into", into)
+        assert result.code == 1 and "Traceback" not in result.err, into
+    assert not (project / "My Edition").exists() and not (project / "issues" / "My Edition").exists()
+    assert not (project.parent / "x").exists()

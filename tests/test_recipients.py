@@ -62,3 +62,45 @@ def test_suppression_list_as_csv_or_lines(tmp_path: Path) -> None:
     result = load_recipients(suppressed_list, frozenset({"c@example.org"}))
     assert [r.email for r in result.recipients] == ["d@example.org"]
     assert result.problems == [f"{suppressed_list}:2: unsubscribed (in the suppression list), skipped"]
+
+
+def test_display_name_form_is_accepted_and_the_name_kept(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name\n"
+        '"Ann Example <ann@example.org>",\n'
+        '"Bob B <bob@example.org>",Robert\n'
+        '"Cy <cy@example.org",\n'
+        '"<>",\n',
+        encoding="utf-8",
+    )
+    result = load_recipients(path)
+    assert [(r.email, r.name) for r in result.recipients] == [("ann@example.org", "Ann Example"),
+                                                               ("bob@example.org", "Robert")]  # fmt: skip
+    assert result.problems == [
+        f"{path}:4: invalid address 'Cy <cy@example.org': expected 'Name <name@example.org>' or name@example.org",
+        f"{path}:5: empty address",
+    ]
+
+
+def test_two_spellings_of_an_internationalised_domain_are_one_mailbox(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email\nann@bücher.de\nANN@xn--bcher-kva.de\n", encoding="utf-8")
+    result = load_recipients(path)
+    assert [r.email for r in result.recipients] == ["ann@bücher.de"]
+    assert "duplicate of line 2" in result.problems[0]
+    suppressed = load_suppressed(_written(tmp_path / "unsub.txt", "ann@xn--bcher-kva.de\n"))
+    assert load_recipients(path, suppressed).recipients == []
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("text", ["Ann <ann@example.org>", "ann@example.org"])
+def test_parse_recipient_takes_both_forms(text: str) -> None:
+    from newsletter.addresses import parse_recipient
+
+    assert parse_recipient(text)[1] == "ann@example.org"
+    assert parse_recipient(text)[0] == ("Ann" if "<" in text else "")

@@ -323,3 +323,39 @@ def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smt
     reply = asyncio.run(deliver())
     assert reply.startswith("250")
     assert server.handler.received[0].data.replace(b"\r\n", b"\n") == data.replace(b"\r\n", b"\n")
+
+
+def test_send_test_accepts_a_display_name_and_keeps_it(project: Path, cli, smtp_server, smtp_env) -> None:
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    result = cli("send-test", SAMPLE_EDITION, "--to", "Ann Example <ann@example.org>")
+    assert result.code == 0, result.err
+    (received,) = server.handler.received
+    assert received.rcpt_tos == ("ann@example.org",)
+    to = parse_message(received.data)["To"].addresses[0]
+    assert (to.display_name, to.addr_spec) == ("Ann Example", "ann@example.org")
+    bad = cli("send-test", SAMPLE_EDITION, "--to", "Ann <ann@example.org")
+    assert bad.code == 1 and "expected 'Name <name@example.org>' or name@example.org" in bad.err
+
+
+def test_send_test_reconnects_after_a_421_and_reports_every_address(project: Path, cli, smtp_server, smtp_env):
+    """A 421 at RCPT closes the connection: the address is reported, the next ones are still sent."""
+    import asyncio
+
+    class CloseOnce(CaptureHandler):
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address == "second@example.org":
+                asyncio.get_running_loop().call_soon(server.transport.close)
+                return "421 4.3.0 Closing, try later"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+    server = smtp_server(handler=CloseOnce())
+    smtp_env(server.env("none"))
+    result = cli("send-test", SAMPLE_EDITION, "--to", "first@example.org", "--to", "second@example.org",
+                 "--to", "third@example.org")  # fmt: skip
+    assert result.code == 1
+    assert "sent to first@example.org" in result.out and "sent to third@example.org" in result.out
+    assert "newsletter: not sent to second@example.org: " in result.err and "421 4.3.0 Closing" in result.err
+    assert [r.rcpt_tos for r in server.handler.received] == [("first@example.org",), ("third@example.org",)]
+    assert len({r.peer for r in server.handler.received}) == 2, "a new connection after the 421"

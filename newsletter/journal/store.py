@@ -18,6 +18,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from ..addresses import mailbox_key
 from ..errors import ContentError
 from ..model import Recipient
 from .reader import JournalReader, sqlite_errors
@@ -103,8 +104,8 @@ class JournalStore(JournalReader):
         if not suppressed:
             return 0
         with self._transaction("write"):
-            rows = [(i,) for i, email in self._db.execute("SELECT id, email FROM recipients WHERE state = ?",
-                                                          (State.PENDING,)) if email.lower() in suppressed]  # fmt: skip
+            pending = self._db.execute("SELECT id, email FROM recipients WHERE state = ?", (State.PENDING,))
+            rows = [(i,) for i, email in pending if mailbox_key(email) in suppressed]
             self._db.executemany(
                 f"UPDATE recipients SET state = '{State.SKIPPED}', reply = 'unsubscribed (suppression list)' "
                 "WHERE id = ?",
