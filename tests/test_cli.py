@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -384,3 +385,61 @@ def test_output_folder_that_is_a_file_is_one_clear_line(project: Path, cli, comm
     assert result.code == 1 and "Traceback" not in result.err
     assert result.err.startswith("newsletter: afile") and result.err.count("\n") == 1, result.err
     assert (project / "afile").read_text() == "keep me"
+
+
+def test_spreadsheet_formulas_are_neutralised_in_csv_output(project: Path, cli) -> None:
+    evil = "=cmd|'/Ccalc'!A0@example.org"  # a valid address
+    write_recipients(project / "list.csv", [["email"], [evil], ["+1@example.org"], ["a@example.org"]])
+    assert cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out").code == 0
+    with (project / "out" / "manifest.csv").open(encoding="utf-8") as handle:
+        recipients = [row["recipient"] for row in csv.DictReader(handle)]
+    assert recipients == ["'" + evil, "'+1@example.org", "a@example.org"]
+
+
+def test_export_replaces_what_an_earlier_export_wrote_and_nothing_else(project: Path, cli) -> None:
+    write_recipients(project / "list.csv", [["email"], ["a@example.org"], ["b@example.org"], ["c@example.org"]])
+    assert cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out").code == 0
+    (project / "out" / "notes.txt").write_text("mine")
+    write_recipients(project / "list.csv", [["email"], ["b@example.org"]])
+    assert cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out").code == 0
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["00001-b@example.org.eml", "manifest.csv",
+                                                                  "notes.txt"]  # fmt: skip
+
+
+def test_output_files_follow_the_umask(project: Path, cli) -> None:
+    old = os.umask(0o022)
+    try:
+        assert cli("build", SAMPLE_EDITION).code == 0
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (project / "build" / SAMPLE_EDITION).iterdir()}
+    assert set(modes.values()) == {0o644}, modes
+
+
+def test_an_article_linked_from_outside_the_edition_is_refused(project: Path, cli, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.md"
+    outside.write_text('+++\ntitle = "Secret"\n+++\n\nNot for the newsletter.\n', encoding="utf-8")
+    edition = project / "issues" / "linked"
+    shutil.copytree(project / "issues" / SAMPLE_EDITION, edition)
+    toml = edition / "issue.toml"
+    toml.write_text("\n".join(line for line in toml.read_text(encoding="utf-8").splitlines()
+                              if not line.startswith("articles")) + "\n", encoding="utf-8")  # fmt: skip
+    assert cli("build", "linked").code == 0
+    os.symlink(outside, edition / "zz-link.md")
+    result = cli("build", "linked")
+    assert result.code == 1 and "'zz-link.md' is outside the edition folder" in result.err
+
+
+def test_article_text_cannot_collide_with_recipient_placeholders(project: Path, cli) -> None:
+    from newsletter.render import placeholder
+
+    article = next((project / "issues" / SAMPLE_EDITION).glob("*.md"))
+    tokens = " ".join(placeholder(i, "") for i in range(3))  # the tokens of the version before the key
+    article.write_text(article.read_text(encoding="utf-8") + f"\nLiteral: {tokens} XNLF999FLNX\n", encoding="utf-8")
+    write_recipients(project / "list.csv", [["email", "name"], ["a@example.org", "Ann"]])
+    result = cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out")
+    assert result.code == 0, result.err
+    (eml,) = (project / "out").glob("*.eml")
+    text, html = parts(parse_message(eml.read_bytes()))
+    assert f"Literal: {tokens} XNLF999FLNX" in text
+    assert "Literal: XNLF000FLNX" in html
