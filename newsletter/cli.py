@@ -84,7 +84,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from .send_test import send_test
+    from .sendtest import send_test
 
     results = send_test(args.edition, args.to, verbose=args.verbose)
     for result in results:
@@ -211,6 +211,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_checkers(args: argparse.Namespace) -> int:
+    from .toolchecks import install_checkers
+
+    folder = install_checkers()
+    print(f"installed axe-core, the Nu HTML checker and the caniemail data into {folder}; `newsletter check` uses "
+          "them from any folder (it also needs Chromium, Java and SpamAssassin: see its skipped lines)")  # fmt: skip
+    return 0
+
+
 def cmd_smtp_capture(args: argparse.Namespace) -> int:
     from .capture import run_capture
 
@@ -306,6 +315,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("edition", help="edition name under issues/, or its folder")
     status.add_argument("--csv", action="store_true", help="failed and in-doubt recipients as CSV")
 
+    command(
+        "install-checkers",
+        cmd_install_checkers,
+        "install the pinned npm checkers `check` uses (axe-core, Nu checker, caniemail) into a per-user cache",
+    )
     capture = command("smtp-capture", cmd_smtp_capture, "run a local SMTP server that stores messages as .eml")
     capture.add_argument("--port", type=int, default=1025, help="port to listen on (default 1025)")
     capture.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -3,7 +3,16 @@
 Each runs the tool itself, offline: headless Chromium (layout at phone and desktop width, dark-mode contrast),
 axe-core in that Chromium (accessibility), SpamAssassin (spam score), the Nu HTML checker (standards) and the
 caniemail data (client support, as warnings). Each result says which tool ran and how long it took; a tool that
-is not installed gives a `skipped` result with the command that installs it, never a silent pass.
+is not installed gives a `skipped` result with the command that installs it, never a silent pass; a tool that
+crashes, times out or prints nothing it can be understood by is a `failed` check, never a pass.
+
+Where the tools are found, wherever the user works (not only in this repository):
+- the npm checkers (axe-core, vnu-jar, caniemail): $NEWSLETTER_NODE_MODULES, ./node_modules, the per-user cache
+  that `newsletter install-checkers` fills ($XDG_CACHE_HOME/newsletter/checkers, pinned versions below), or the
+  source checkout's node_modules;
+- Chromium: $NEWSLETTER_CHROMIUM, Debian's `chromium`, else the browser Playwright installed for itself
+  (`playwright install chromium`);
+- SpamAssassin and Java: the system's (apt-get install spamassassin default-jre-headless).
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ MIN_FONT_PX = 14
 MAX_COLUMN_PX = 600
 SPAM_MAX_SCORE = 0.0
 SPAM_MAX_RULE = 0.01
-INSTALL_HINT = "install the checkers with `bash scripts/install-test-tools` (or `bash .ci/run`)"
+INSTALL_HINT = "install them with `newsletter install-checkers` (needs npm; pinned versions, per-user cache)"
+CHECKERS = {"axe-core": "4.14.1", "vnu-jar": "26.9.27", "caniemail": "1.0.5"}  # as package.json pins them
+TOOL_TIMEOUT = 300  # seconds any one tool may take before its check counts as failed
 
 # axe-core rules left out, by name: every email trips them, because an email is a fragment shown inside the mail
 # client's own page, which provides the landmarks (<main>, regions) around it.
@@ -81,19 +92,56 @@ class ToolCheck:
 
 
 def _timed(name: str, tool: str, run: Callable[[], tuple[str, list[str]]]) -> ToolCheck:
+    """Run one check; a tool that crashes or hangs fails the check (a check that did not run has not passed)."""
     start = time.perf_counter()
-    status, details = run()
+    try:
+        status, details = run()
+    except subprocess.TimeoutExpired as error:
+        status, details = FAILED, [f"{tool} did not finish within {error.timeout:g} s"]
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as error:
+        status, details = FAILED, [f"{tool} could not be run or read: {error.__class__.__name__}: {error}"]
+    except Exception as error:  # the browser's own errors (Playwright), whatever their class
+        status, details = FAILED, [f"{tool} failed: {' '.join(str(error).split())[:300]}"]
     return ToolCheck(name, tool, status, time.perf_counter() - start, details)
 
 
+SOURCE_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def checkers_cache() -> Path:
+    """The per-user folder `newsletter install-checkers` installs the npm checkers into."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "newsletter" / "checkers"
+
+
 def node_modules(root: Path | None = None) -> Path | None:
-    """Where the npm checkers are: NEWSLETTER_NODE_MODULES, ./node_modules, or the source checkout's."""
+    """Where the npm checkers are (see the module's docstring), the first folder that has them."""
     candidates = [os.environ.get("NEWSLETTER_NODE_MODULES", ""), str((root or Path.cwd()) / "node_modules"),
-                  str(Path(__file__).resolve().parents[1] / "node_modules")]  # fmt: skip
+                  str(checkers_cache() / "node_modules"), str(SOURCE_CHECKOUT / "node_modules")]  # fmt: skip
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
 
+def install_checkers() -> Path:
+    """Install the pinned npm checkers into the per-user cache; returns the node_modules folder."""
+    from .errors import ConfigError
+
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ConfigError("install-checkers needs npm (apt-get install npm, or Node.js from nodejs.org)")
+    folder = checkers_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    packages = [f"{name}@{version}" for name, version in CHECKERS.items()]
+    # vnu-jar's install script only downloads a Java runtime; the system's Java runs the jar
+    command = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts", *packages]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"npm could not install the checkers into {folder}: {last}")
+    return folder / "node_modules"
+
+
 def chromium_path() -> str | None:
+    """$NEWSLETTER_CHROMIUM, else Debian's Chromium; None lets Playwright use the browser it installed."""
     return os.environ.get("NEWSLETTER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -105,18 +153,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @contextlib.contextmanager
 def browser() -> Iterator[object | None]:
-    """A Playwright-driven Debian Chromium, or None when either is missing."""
+    """A Playwright-driven Chromium (see `chromium_path`), or None when Playwright or every browser is missing."""
     executable = chromium_path()
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import Error, sync_playwright
     except ImportError:
         yield None
         return
-    if executable is None:
-        yield None
-        return
     with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Error:
+            if executable is not None:  # a browser that is there but will not start is a failure, not a skip
+                raise
+            yield None
+            return
         try:
             yield instance
         finally:
@@ -185,11 +236,23 @@ def axe_violations(instance, html: str, axe_source: str) -> list[str]:
 
 def browser_checks(html: str, root: Path | None = None) -> list[ToolCheck]:
     """Layout and accessibility, sharing one Chromium."""
+    try:
+        return _browser_checks(html, root)
+    except Exception as error:  # Chromium that would not start or crashed: both checks failed, not skipped
+        why = f"Chromium failed: {' '.join(str(error).split())[:300]}"
+        return [ToolCheck("responsive layout", "headless Chromium", FAILED, details=[why]),
+                ToolCheck("accessibility", "axe-core in Chromium", FAILED, details=[why])]  # fmt: skip
+
+
+def _browser_checks(html: str, root: Path | None) -> list[ToolCheck]:
     modules = node_modules(root)
     axe_file = modules / "axe-core" / "axe.min.js" if modules else None
     with browser() as instance:
         if instance is None:
-            why = "Chromium or Playwright for Python not installed: apt-get install chromium; pip install playwright"
+            why = (
+                "Chromium or Playwright for Python not installed: pip install 'newsletter[review]', then apt-get "
+                "install chromium (or `playwright install chromium`, or set NEWSLETTER_CHROMIUM)"
+            )
             return [ToolCheck("responsive layout", "headless Chromium", SKIPPED, details=[why]),
                     ToolCheck("accessibility", "axe-core in Chromium", SKIPPED, details=[why])]  # fmt: skip
         version = instance.version
@@ -236,10 +299,12 @@ def spam_check(message: bytes) -> ToolCheck:
     """SpamAssassin with local tests only (-L) and no user config (-x): score <= 0.0, no rule over 0.01."""
     executable = shutil.which("spamassassin")
     if executable is None:
-        return ToolCheck("spam score", "SpamAssassin", SKIPPED, details=[f"spamassassin not found: {INSTALL_HINT}"])
+        return ToolCheck("spam score", "SpamAssassin", SKIPPED,
+                         details=["spamassassin not found: apt-get install spamassassin (Debian, Ubuntu)"])  # fmt: skip
 
     def run() -> tuple[str, list[str]]:
-        report = subprocess.run([executable, "-L", "-x", "-t"], input=message, capture_output=True, timeout=120)
+        report = subprocess.run([executable, "-L", "-x", "-t"], input=message, capture_output=True,
+                                timeout=TOOL_TIMEOUT)  # fmt: skip
         text = report.stdout.decode("utf-8", "replace")
         score = re.search(r"Content analysis details:\s+\((-?[\d.]+) points", text)
         if score is None:
@@ -251,8 +316,16 @@ def spam_check(message: bytes) -> ToolCheck:
             problems.insert(0, f"score {score[1]} (must be at most {SPAM_MAX_SCORE})")
         return _verdict(problems)
 
-    version = subprocess.run([executable, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    return _timed("spam score", version.strip() or "SpamAssassin", run)
+    return _timed("spam score", _version([executable, "--version"]) or "SpamAssassin", run)
+
+
+def _version(command: list[str]) -> str:
+    """A tool's first line of `--version`, or '' when it does not answer promptly."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (result.stdout.strip() or result.stderr.strip()).split("\n")[0].strip()
 
 
 # --- Nu HTML checker ---------------------------------------------------------------------------------------------
@@ -273,8 +346,15 @@ def standards_check(html: str, root: Path | None = None) -> ToolCheck:
             page = Path(folder) / "email.html"
             page.write_text(html, encoding="utf-8")
             result = subprocess.run([java, "-jar", str(jar), "--format", "json", "--stdout", str(page)],
-                                    capture_output=True, text=True, timeout=300)  # fmt: skip
-        messages = json.loads(result.stdout or "{}").get("messages", [])
+                                    capture_output=True, text=True, timeout=TOOL_TIMEOUT)  # fmt: skip
+        try:
+            report = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            report = None
+        if not isinstance(report, dict) or not isinstance(report.get("messages"), list):
+            said = " ".join((result.stderr or result.stdout or "nothing").split())[:200]
+            return FAILED, [f"the Nu checker gave no report (exit {result.returncode}): {said}"]
+        messages = report["messages"]
         errors = [m for m in messages if m.get("type") in ("error", "non-document-error")]
         return _verdict([f"line {m.get('lastLine', '?')}: {m['message']}" for m in errors
                          if not any(allowed.search(m["message"]) for allowed in VNU_ALLOWED)])  # fmt: skip

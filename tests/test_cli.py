@@ -24,7 +24,7 @@ ARTICLE = EDITION / "is-physical-therapy-worth-it-for-back-pain.md"
 def test_every_command_has_help(cli) -> None:
     commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"build", "check", "export", "import", "send-test", "send", "status", "smtp-capture", "preview",
-            "screenshot"} == set(commands)  # fmt: skip
+            "screenshot", "install-checkers"} == set(commands)  # fmt: skip
     for name in commands:
         result = cli(name, "--help")
         assert result.code == 0
@@ -443,3 +443,14 @@ def test_article_text_cannot_collide_with_recipient_placeholders(project: Path, 
     text, html = parts(parse_message(eml.read_bytes()))
     assert f"Literal: {tokens} XNLF999FLNX" in text
     assert "Literal: XNLF000FLNX" in html
+
+
+def test_the_public_api_is_what_the_readme_lists() -> None:
+    import newsletter
+
+    for name in newsletter.__all__:
+        assert getattr(newsletter, name) is not None, name
+        if name != "__version__":
+            assert f"`{name}`" in (REPO / "README.md").read_text(encoding="utf-8"), name
+    with pytest.raises(AttributeError):
+        newsletter.no_such_thing  # noqa: B018

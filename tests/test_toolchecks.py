@@ -139,3 +139,46 @@ def test_check_command_reports_each_tool(project: Path, cli) -> None:
     if os.environ.get("CI"):
         assert "skipped" not in result.out
     assert result.code == 0, result.err
+
+
+def test_a_crashed_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
+    """A corrupt vnu.jar makes Java print an error and no report: that is a failed check, not 'no messages'."""
+    jar = tmp_path / "node_modules" / "vnu-jar" / "build" / "dist" / "vnu.jar"
+    jar.parent.mkdir(parents=True)
+    jar.write_bytes(b"not a jar at all")
+    monkeypatch.setenv("NEWSLETTER_NODE_MODULES", str(tmp_path / "node_modules"))
+    check = usable(standards_check("<!doctype html><html lang=en><title>x</title></html>", tmp_path))
+    assert check.status == FAILED, check.line()
+    assert "the Nu checker gave no report" in check.details[0]
+
+
+def test_a_hanging_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
+    import newsletter.toolchecks as toolchecks
+
+    fake = tmp_path / "bin" / "spamassassin"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(toolchecks, "TOOL_TIMEOUT", 1)
+    check = spam_check(b"Subject: x\r\n\r\nbody\r\n")
+    assert check.status == FAILED and "did not finish within 1 s" in check.details[0], check.line()
+
+
+def test_the_checkers_are_found_outside_the_source_checkout(project: Path, tmp_path: Path, monkeypatch) -> None:
+    """Installed with `newsletter install-checkers` into the per-user cache, they work from any folder; without
+    them the skip names that command."""
+    import newsletter.toolchecks as toolchecks
+
+    modules = toolchecks.node_modules()
+    assert modules is not None, "the checkers of this checkout (scripts/install-test-tools) are needed here"
+    monkeypatch.setattr(toolchecks, "SOURCE_CHECKOUT", tmp_path / "not-a-checkout")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    preview = preview_edition(SAMPLE_EDITION, project)
+    missing = standards_check(preview.html, project)
+    assert missing.status == SKIPPED and "newsletter install-checkers" in missing.details[0]
+    cache = toolchecks.checkers_cache()
+    cache.mkdir(parents=True)
+    (cache / "node_modules").symlink_to(modules)  # what install-checkers leaves there (it needs the network)
+    for check in (standards_check(preview.html, project), client_support_check(preview.html, project)):
+        assert usable(check).status in (PASSED, WARNING), check.line()
