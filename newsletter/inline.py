@@ -3,7 +3,7 @@
 Many inboxes (Gmail's apps, Outlook) drop or ignore `<style>`; inline styles are what survives. Rules that cannot
 be inlined (`@media`, dark mode, client fix-ups) live in a `<style data-premailer="ignore">` block that premailer
 leaves in `<head>` untouched, `!important` included (its default `strip_important=True` would break the phone
-layout; see PITFALLS.md).
+layout; see docs/pitfalls.md).
 """
 
 from __future__ import annotations

@@ -33,15 +33,16 @@ class PreviewServer:
         self._serving = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._rebuild()
-        try:
+        try:  # the port first: a busy one is reported at once, before seconds of building and checking
             self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on 127.0.0.1:{port}: {error.strerror}; choose another with --port"
             ) from None
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._publish(ReviewData(str(edition), building=True))
+        self.version = 0
+        self._watcher = threading.Thread(target=self._watch, daemon=True)  # builds first, then watches
         self._watcher.start()
 
     def _watched(self) -> dict[Path, float]:
@@ -54,6 +55,7 @@ class PreviewServer:
 
     def _watch(self) -> None:
         seen = self._watched()
+        self._rebuild()
         while not self._stop.wait(POLL_SECONDS):
             now = self._watched()
             if now != seen:

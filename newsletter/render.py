@@ -120,7 +120,7 @@ def markdown_to_html(markdown: str) -> str:
 
 
 def html_to_text(fragment: str) -> str:
-    """Plain text for one article, with the settings that read like a hand-written email (PITFALLS.md).
+    """Plain text for one article, with the settings that read like a hand-written email (docs/pitfalls.md).
 
     html2text's own wrapping breaks at hyphens ("post-" / "operative"), so it emits unwrapped lines and
     `wrap_text` wraps them, keeping list and quote indentation.

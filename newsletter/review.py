@@ -39,6 +39,7 @@ class ReviewData:
     tool_checks: list[ToolCheck] = field(default_factory=list)
     tools_note: str = ""
     error: str = ""
+    building: bool = False  # nothing to show yet: `preview` serves this while the first build runs
 
 
 def forced_dark(email_html: str) -> str:
@@ -88,7 +89,9 @@ def _checks(data: ReviewData) -> str:
 def review_page(data: ReviewData, live: bool = False) -> str:
     """The whole page as one self-contained HTML document."""
     title = html.escape(data.title)
-    if data.error:
+    if data.building:
+        body = "<p>Building the edition and running the checks; this page reloads when they are done.</p>"
+    elif data.error:
         body = f"<p class=error>This edition does not build: {html.escape(data.error)}</p>{_checks(data)}"
     else:
         dark = forced_dark(data.html)

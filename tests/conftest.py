@@ -100,7 +100,7 @@ class Authenticator:
             and auth_data.login == USERNAME.encode()
             and auth_data.password == PASSWORD.encode()
         )
-        # handled=False on failure, or aiosmtpd sends no reply and the client hangs (PITFALLS.md)
+        # handled=False on failure, or aiosmtpd sends no reply and the client hangs (docs/pitfalls.md)
         return AuthResult(success=ok, handled=False)
 
 

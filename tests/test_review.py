@@ -50,6 +50,9 @@ def test_preview_serves_on_loopback_and_rebuilds_on_change(project: Path) -> Non
     server.start()
     try:
         assert server.url.startswith("http://127.0.0.1:")
+        deadline = time.monotonic() + 10
+        while fetch(server.url + "version") == "0" and time.monotonic() < deadline:  # the first build runs
+            time.sleep(0.05)
         page = fetch(server.url)
         assert "Review: Is Physical Therapy Worth It for Back Pain?" in page and "fetch('/version'" in page
         version = fetch(server.url + "version")
@@ -81,3 +84,32 @@ def test_preview_on_a_busy_port_is_one_clear_line(project: Path, cli) -> None:
         result.err
         == f"newsletter: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"
     )
+
+
+def test_preview_answers_before_the_first_build(project: Path, monkeypatch) -> None:
+    """The URL is served at once; the build (and the slow real-tool checks) come after it."""
+    import threading
+
+    import newsletter.preview as preview_module
+
+    release = threading.Event()
+    real = preview_module.preview_edition
+
+    def slow_build(*args, **kwargs):
+        release.wait(5)  # a build that takes a while
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview_module, "preview_edition", slow_build)
+    server = PreviewServer(SAMPLE_EDITION, project, port=0, tools=False)
+    server.start()
+    try:
+        assert "Building the edition and running the checks" in fetch(server.url)
+        assert fetch(server.url + "version") == "0"
+        release.set()
+        deadline = time.monotonic() + 10
+        while fetch(server.url + "version") == "0" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "Review: Is Physical Therapy Worth It for Back Pain?" in fetch(server.url)
+    finally:
+        release.set()
+        server.close()

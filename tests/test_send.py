@@ -407,10 +407,11 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
         process.wait()
-    for _ in range(5):
+    for _ in range(5):  # rerun until the journal says everyone is done (a failure streak may stop a run early)
         final = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
-        if "nothing left to send" in final.stdout or final.returncode in (0, 1):
+        if "nothing left to send" in final.stdout:
             break
+    assert "nothing left to send" in final.stdout, f"seed {seed}: {final.stdout}{final.stderr}"
     counts, states = received_counts(server.handler), journal_rows(project)
     assert kills == 4, f"seed {seed}: the sender finished before it could be killed"
     assert max(counts.values()) == 1, f"seed {seed}: a recipient received two messages"
