@@ -8,6 +8,7 @@ so 10,000 recipients cost 10,000 string joins, not 10,000 renders.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import textwrap
 import traceback
@@ -123,8 +124,58 @@ def html_to_text(fragment: str) -> str:
     """Plain text for one article, with the settings that read like a hand-written email (docs/pitfalls.md).
 
     html2text's own wrapping breaks at hyphens ("post-" / "operative"), so it emits unwrapped lines and
-    `wrap_text` wraps them, keeping list and quote indentation.
+    `wrap_text` wraps them, keeping list and quote indentation. Tables and headings are laid out here, not by
+    html2text (which writes Markdown pipes and `##`): tables as aligned columns, headings underlined.
     """
+    blocks: list[str] = []
+
+    def stand_in(text: str) -> str:
+        blocks.append(text)
+        return f"<p>XNLBLOCK{len(blocks) - 1:04d}</p>"
+
+    fragment = re.sub(r"<table\b.*?</table>", lambda m: stand_in(text_table(m[0])), fragment, flags=re.S)
+    fragment = re.sub(r"<h[1-6]>(.*?)</h[1-6]>", lambda m: stand_in(text_heading(m[1])), fragment, flags=re.S)
+    text = wrap_text(_html2text(fragment).strip("\n"))
+    return re.sub(r"XNLBLOCK(\d{4})", lambda m: blocks[int(m[1])], text)
+
+
+def _inline_text(html_fragment: str) -> str:
+    """The words of a bit of inline HTML (a cell, a heading), on one line."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", html_fragment)).split())
+
+
+def text_heading(html_fragment: str) -> str:
+    """A heading as a hand-written text email has it: the words, underlined."""
+    words = _inline_text(html_fragment)
+    return f"{words}\n{'-' * min(len(words), TEXT_WIDTH)}"
+
+
+def text_table(table_html: str, width: int = TEXT_WIDTH) -> str:
+    """A table as aligned columns within `width`, the header underlined; cells too wide for their share of the
+    line wrap within their column."""
+    rows = [[_inline_text(cell) for cell in re.findall(r"<t[hd]\b[^>]*>(.*?)</t[hd]>", row, flags=re.S)]
+            for row in re.findall(r"<tr\b[^>]*>(.*?)</tr>", table_html, flags=re.S)]  # fmt: skip
+    rows = [row for row in rows if row]
+    if not rows:
+        return ""
+    count = max(len(row) for row in rows)
+    rows = [row + [""] * (count - len(row)) for row in rows]
+    widths = [max(1, *(len(row[i]) for row in rows)) for i in range(count)]
+    gap = 2
+    while sum(widths) + gap * (count - 1) > width and max(widths) > 8:
+        widths[widths.index(max(widths))] -= 1  # take room from the widest column until the table fits
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [textwrap.wrap(cell, w, break_long_words=True) or [""] for cell, w in zip(row, widths, strict=True)]
+        for depth in range(max(len(c) for c in cells)):
+            parts = [(c[depth] if depth < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=True)]
+            lines.append((" " * gap).join(parts).rstrip())
+        if number == 0 and "<th" in table_html:
+            lines.append((" " * gap).join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _html2text(fragment: str) -> str:
     converter = html2text.HTML2Text()
     converter.body_width = 0
     converter.ignore_images = True
@@ -135,7 +186,7 @@ def html_to_text(fragment: str) -> str:
     converter.unicode_snob = True
     converter.ul_item_mark = "-"
     converter.ignore_emphasis = True
-    return wrap_text(converter.handle(fragment).strip("\n"))
+    return converter.handle(fragment)
 
 
 _LINE_PREFIX = re.compile(r"^(\s*(?:>\s?)*(?:[-*+]\s+|\d+\.\s+)?)")
