@@ -16,7 +16,6 @@ from pathlib import Path
 from . import __version__
 from .config import load_publication
 from .errors import CheckFailed, NewsletterError
-from .importer import import_article
 from .pipeline import build_edition, check_edition, export_edition, preview_edition
 from .writer import csv_text
 
@@ -78,8 +77,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    article = import_article(args.file, load_publication(), args.into)
-    print(f"imported {args.file} -> {_shown(article)}")
+    from .importer import import_article
+
+    imported = import_article(args.file, load_publication(), args.into)
+    print(f"imported {args.file} -> {_shown(imported.path)}")
+    for warning in imported.warnings:
+        print(f"newsletter: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-import html2text
-
 from .errors import ContentError
 from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, read_text, split_front_matter
 from .model import Publication
@@ -31,10 +29,6 @@ CHROME = {
 _BULLET = re.compile(r"^\s*[•●▪◦\-*–]\s+")
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+")
 _COPYRIGHT = re.compile(r"^(all (materials|content) )?(copyright|©|\(c\))|all rights reserved\.?$", re.I)
-# Page furniture, and <time> (the date goes into the front matter and the template's byline).
-_DROP_TAGS = {"nav", "script", "style", "header", "footer", "aside", "form", "noscript", "iframe", "svg", "button",
-              "time"}  # fmt: skip
-_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
 @dataclass(frozen=True)
@@ -49,10 +43,18 @@ class ImportedArticle:
     image_alt: str = ""
 
 
+@dataclass(frozen=True)
+class ImportedFile:
+    """Where the article was written, and what the user should still fix in it."""
+
+    path: Path
+    warnings: tuple[str, ...] = ()
+
+
 def import_article(
     source: Path, publication: Publication, into: str | Path | None = None, root: Path | None = None
-) -> Path:
-    """Import `source` into an edition (created when missing, subject from the title); returns the article path."""
+) -> ImportedFile:
+    """Import `source` into an edition (created when missing, subject from the title)."""
     root = root or Path.cwd()
     article = parse_source(source, publication)
     folder = _edition_folder(into, article.title, root)
@@ -61,7 +63,12 @@ def import_article(
         raise ContentError("an article with this title is already in the edition; remove it first", target)
     atomic_write(target, article_markdown(article))
     _add_to_edition(folder, article, target.name)
-    return target
+    warnings = tuple(
+        f"image {src} has no alt text, which the build requires: describe what it shows between the brackets of "
+        f"![]({src}) in {target.name}"
+        for src in missing_alt_text(article)
+    )
+    return ImportedFile(target, warnings)
 
 
 def parse_source(source: Path, publication: Publication) -> ImportedArticle:
@@ -155,65 +162,19 @@ def _from_markdown(text: str, source: Path) -> ImportedArticle:
     )
 
 
-class _ArticleExtractor(HTMLParser):
-    """Keeps the article's HTML (the <article>, else <main>, else <body>) minus navigation and scripts."""
+class _PageMeta(HTMLParser):
+    """What a blog page says about its article: title, first <h1>, canonical URL, author, publication date."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=False)
-        self.parts: dict[str, list[str]] = {"article": [], "main": [], "body": []}
-        self.open: list[str] = []
-        self.skip_depth = 0
+        super().__init__(convert_charrefs=True)
         self.meta: dict[str, str] = {}
-        self._in_title = False
         self.h1: list[str] = []
-        self._in_h1 = False
+        self._in: str = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
-        self._collect_meta(tag, values)
-        if self.skip_depth or tag in _DROP_TAGS:
-            self.skip_depth += tag not in _VOID
-            return
-        if tag == "h1" and not self.h1:
-            self._in_h1 = True
-        self._emit(self.get_starttag_text() or "")
-        if tag in self.parts:
-            self.open.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.skip_depth:
-            self.skip_depth -= tag not in _VOID
-            return
-        if tag == "title":
-            self._in_title = False
-        if tag == "h1":
-            self._in_h1 = False
-        if tag in self.open:
-            self.open.remove(tag)
-        self._emit(f"</{tag}>")
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.meta["title"] = self.meta.get("title", "") + data
-        if self.skip_depth:
-            return
-        if self._in_h1:
-            self.h1.append(data)
-        self._emit(data)
-
-    def handle_entityref(self, name: str) -> None:
-        self.handle_data(f"&{name};")
-
-    def handle_charref(self, name: str) -> None:
-        self.handle_data(f"&#{name};")
-
-    def _emit(self, chunk: str) -> None:
-        for container in self.open:
-            self.parts[container].append(chunk)
-
-    def _collect_meta(self, tag: str, values: dict[str, str]) -> None:
-        if tag == "title":
-            self._in_title = True
+        if tag == "title" or (tag == "h1" and not self.h1):
+            self._in = tag
         elif tag == "link" and values.get("rel", "").lower() == "canonical":
             self.meta.setdefault("canonical_url", values.get("href", ""))
         elif tag == "meta":
@@ -223,31 +184,82 @@ class _ArticleExtractor(HTMLParser):
         elif tag == "time" and values.get("datetime"):
             self.meta.setdefault("article:published_time", values["datetime"])
 
-    def article_html(self) -> str:
-        return "".join(self.parts["article"] or self.parts["main"] or self.parts["body"])
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "title":
+            self.meta["title"] = self.meta.get("title", "") + data
+        elif self._in == "h1":
+            self.h1.append(data)
+
+
+_IMG = re.compile(r"<img\b[^>]*>", re.I | re.S)
+_FIGURE = re.compile(r"<figure\b.*?</figure>", re.I | re.S)
+
+
+def _with_alt_text(page: str) -> str:
+    """Give images without alt text the page's own words for them: their figure's caption, else their title."""
+
+    def caption_alt(figure: re.Match) -> str:
+        caption = re.search(r"<figcaption\b[^>]*>(.*?)</figcaption>", figure[0], re.I | re.S)
+        words = " ".join(html.unescape(re.sub(r"<[^>]+>", "", caption[1])).split()) if caption else ""
+        return _IMG.sub(lambda img: _set_alt(img[0], words), figure[0]) if words else figure[0]
+
+    def title_alt(img: re.Match) -> str:
+        title = re.search(r"\btitle\s*=\s*([\"'])(.*?)\1", img[0], re.I | re.S)
+        return _set_alt(img[0], html.unescape(title[2]).strip()) if title else img[0]
+
+    return _IMG.sub(title_alt, _FIGURE.sub(caption_alt, page))
+
+
+def _set_alt(img: str, words: str) -> str:
+    """`img` with alt="words", unless it already has a non-empty alt."""
+    if not words or re.search(r"\balt\s*=\s*([\"'])\s*[^\"'\s]", img, re.I):
+        return img
+    img = re.sub(r"\s\balt\s*=\s*([\"'])\s*\1", "", img, flags=re.I)
+    return img[:4] + f' alt="{html.escape(words)}"' + img[4:]
 
 
 def _from_html(text: str, source: Path, publication: Publication) -> ImportedArticle:
-    extractor = _ArticleExtractor()
-    extractor.feed(text)
-    extractor.close()
-    meta = extractor.meta
-    title = " ".join("".join(extractor.h1).split()) or meta.get("og:title", "") or meta.get("title", "")
-    fragment = re.sub(r"<h1\b.*?</h1>", "", extractor.article_html() or text, count=1, flags=re.S | re.I)
-    converter = html2text.HTML2Text()
-    converter.body_width = 0
-    converter.unicode_snob = True
-    converter.ul_item_mark = "-"
-    blocks = [b for b in re.split(r"\n\s*\n", converter.handle(fragment)) if b.strip()]
-    body = "\n\n".join(b.strip("\n") for b in blocks if not _is_boilerplate(b, publication))
+    """The article of a saved blog page, without the page around it.
+
+    trafilatura finds the main content (comments, share buttons, related posts, author boxes, sign-up widgets and
+    navigation stay out) and resolves relative links and images against the page's canonical URL, which an email
+    needs: it has no address of its own that `/book` could be relative to."""
+    import trafilatura  # only `import` of an HTML page needs it
+
+    page_meta = _PageMeta()
+    page_meta.feed(text)
+    page_meta.close()
+    meta = page_meta.meta
     canonical = meta.get("canonical_url") or meta.get("og:url", "")
+    canonical = canonical if canonical.startswith(("https://", "http://")) else ""
+    page = _with_alt_text(text)
+    found = trafilatura.bare_extraction(page, url=canonical or None, with_metadata=True, include_comments=False)
+    markdown = trafilatura.extract(
+        page, url=canonical or None, output_format="markdown", include_links=True, include_images=True,
+        include_tables=True, include_comments=False, favor_precision=True, with_metadata=False,
+    ) or ""  # fmt: skip
+    title = " ".join("".join(page_meta.h1).split()) or meta.get("og:title", "") or (found and found.title) or ""
+    title = html.unescape(title).strip()
+    blocks = [b.strip("\n") for b in re.split(r"\n\s*\n", markdown) if b.strip()]
+    if blocks and blocks[0].lstrip("# ").strip() == title:
+        blocks = blocks[1:]  # the title is the front matter's
+    body = "\n\n".join(b for b in blocks if not _is_boilerplate(b, publication))
     return ImportedArticle(
-        title=html.unescape(title).strip(),
+        title=title,
         body=body,
-        canonical_url=canonical if canonical.startswith(("https://", "http://")) else "",
-        author=meta.get("author", ""),
-        date=_parse_date(meta.get("article:published_time", "")),
+        canonical_url=canonical,
+        author=meta.get("author", "") or (found and found.author) or "",
+        date=_parse_date(meta.get("article:published_time", "") or (found and found.date) or ""),
     )
+
+
+def missing_alt_text(article: ImportedArticle) -> list[str]:
+    """Images of the imported body that still have no alt text (the build refuses them)."""
+    return re.findall(r"!\[\s*\]\(([^)\s]+)", article.body)
 
 
 def _parse_date(value: str) -> dt.date | None:

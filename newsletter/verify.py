@@ -32,6 +32,7 @@ class HtmlFacts:
     unsafe: list[str] = field(default_factory=list)
     tables_without_role: int = 0
     has_lang: bool = False
+    not_absolute: list[str] = field(default_factory=list)  # links and images a mail reader cannot resolve
 
 
 class _FactFinder(HTMLParser):
@@ -80,6 +81,18 @@ class _FactFinder(HTMLParser):
                 self.facts.unsafe.append(f"event handler {name} on <{tag}>")
             if name in {"href", "src", "action"} and value.strip().lower().startswith(("javascript:", "vbscript:")):
                 self.facts.unsafe.append(f"{value.split(':')[0]}: URL in <{tag} {name}>")
+            elif (tag, name) in {("a", "href"), ("img", "src")} and not _absolute(value, tag):
+                self.facts.not_absolute.append(f"<{tag} {name}={value!r}>")
+
+
+_ABSOLUTE = ("https://", "http://", "mailto:")
+
+
+def _absolute(url: str, tag: str) -> bool:
+    """An email has no base URL: `/book` or `page.html` lead nowhere. Images may also be inline data: URIs;
+    recipient placeholders (XNLF...) become absolute URLs when each message is composed."""
+    url = url.strip()
+    return url.lower().startswith(_ABSOLUTE) or url.startswith("XNLF") or (tag == "img" and url.startswith("data:"))
 
 
 def html_facts(html: str) -> HtmlFacts:
@@ -123,6 +136,8 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
         )
     problems += [f"image without alt text: {src}" for src in facts.images_without_alt]
     problems += [f"unsafe HTML: {what}" for what in facts.unsafe]
+    problems += [f"link or image that is not an absolute http(s)/mailto URL (it leads nowhere in an email): {what}"
+                 for what in facts.not_absolute]  # fmt: skip
     if not facts.has_lang:
         problems.append("HTML part has no lang attribute on <html>")
     if facts.tables_without_role:

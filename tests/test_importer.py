@@ -22,7 +22,7 @@ def sample_paragraphs() -> list[str]:
 
 def test_shipped_edition_is_the_imported_sample(project: Path) -> None:
     """issues/back-pain is exactly what `import` makes of the sample today."""
-    target = import_article(SAMPLE_TXT, load_publication(project), into="fresh", root=project)
+    target = import_article(SAMPLE_TXT, load_publication(project), into="fresh", root=project).path
     assert target.read_text(encoding="utf-8") == SAMPLE_ARTICLE.read_text(encoding="utf-8")
 
 
@@ -57,7 +57,7 @@ def test_import_creates_edition_with_subject_from_title(project: Path, cli) -> N
 
 def test_import_into_existing_edition_appends_to_its_list(project: Path) -> None:
     publication = load_publication(project)
-    target = import_article(DATA / "imports" / "post.html", publication, into=SAMPLE_EDITION, root=project)
+    target = import_article(DATA / "imports" / "post.html", publication, into=SAMPLE_EDITION, root=project).path
     edition = load_edition(SAMPLE_EDITION, project)
     assert [a.path.name for a in edition.articles] == [SAMPLE_ARTICLE.name, target.name]
 
@@ -137,3 +137,46 @@ def test_import_into_follows_the_one_name_rule(project: Path, cli) -> None:
         assert result.code == 1 and "Traceback" not in result.err, into
     assert not (project / "My Edition").exists() and not (project / "issues" / "My Edition").exists()
     assert not (project.parent / "x").exists()
+
+
+def test_a_wordpress_page_imports_as_its_article_alone(project: Path, cli) -> None:
+    """Share buttons, related posts, the author box, a booking button, comments and the sign-up widget stay out;
+    the byline's author and the date come in; relative links and images become absolute; a figure's caption
+    becomes its image's alt text, so the imported edition passes every check."""
+    result = cli("import", DATA / "imports" / "wordpress.html", "--into", "cluster")
+    assert result.code == 0, result.err
+    assert "warning" not in result.err
+    (article,) = load_edition("cluster", project).articles
+    assert (article.title, article.author, str(article.date), article.canonical_url) == (
+        "Cluster headaches: what helps", "Dr. Maya Lindqvist", "2026-04-02",
+        "https://example.org/blog/cluster-headaches/")  # fmt: skip
+    body = article.body_markdown
+    assert "Cluster headaches are among the most painful conditions" in body
+    assert "[book an appointment](https://example.org/book)" in body
+    assert "[cluster triggers](https://example.org/blog/cluster)" in body
+    assert ("![Where a cluster headache usually strikes]"
+            "(https://example.org/wp-content/uploads/2026/04/cluster.jpg)") in body  # fmt: skip
+    assert "- a red, watery eye on the same side" in body
+    for dropped in ("Share this", "Twitter", "Facebook", "Related", "Migraine or tension", "About Dr.",
+                    "fifteen years", "thoughts on", "helped me so much", "Leave a Reply", "Sign up",
+                    "emergency help", "VoxMD", "Tagged"):  # fmt: skip
+        assert dropped not in body, dropped
+    assert cli("check", "cluster", "--quick").code == 0
+
+
+def test_html_import_names_images_without_alt_text(project: Path, cli, tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><head><title>Neck pain</title><link rel="canonical" href="https://example.org/neck"></head><body>'
+        "<article><h1>Neck pain</h1><p>Most neck pain gets better within weeks with gentle movement and time.</p>"
+        '<p><img src="/img/neck.jpg"></p><p>See a doctor when it spreads to your arms or comes with fever.</p>'
+        "</article></body></html>",
+        encoding="utf-8",
+    )
+    result = cli("import", page, "--into", "neck")
+    assert result.code == 0
+    assert ("newsletter: warning: image https://example.org/img/neck.jpg has no alt text, which the build requires: "
+            "describe what it shows between the brackets of ![](https://example.org/img/neck.jpg) in neck-pain.md"
+            ) in result.err  # fmt: skip
+    check = cli("check", "neck", "--quick")
+    assert check.code == 1 and "image without alt text: https://example.org/img/neck.jpg" in check.err
