@@ -387,6 +387,7 @@ def test_output_folder_that_is_a_file_is_one_clear_line(project: Path, cli, comm
     result = cli(*command)
     assert result.code == 1 and "Traceback" not in result.err
     assert result.err.startswith("newsletter: afile") and result.err.count("\n") == 1, result.err
+    assert "is a file, not a folder" in result.err
     assert (project / "afile").read_text() == "keep me"
 
 

@@ -335,10 +335,12 @@ def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_
         assert process.poll() is None, process.communicate()
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    out, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
     assert "interrupted; run the same command again to resume" in err and "Traceback" not in err
     states = journal_rows(project)
+    sent = collections.Counter(states.values())["sent"]
+    assert f"sent {sent}, failed 0, in doubt 0, skipped 0 of 200; this run {sent} at" in out, "the counts so far"
     assert collections.Counter(states.values())["sent"] == len(server.handler.received) < 200
     assert set(states.values()) == {"sent", "pending"}, "in-flight messages were recorded, not left in doubt"
     final = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
