@@ -5,7 +5,8 @@
 Real relays (an ESP's SMTP endpoint, a Postfix on another host) scan and queue before they answer the final dot,
 so replies come slowly and unevenly. This sink answers everything else at once and each DATA after an
 exponentially distributed delay (mean `--mean` seconds), offers PIPELINING, and keeps nothing. With
-`--hang-connection N`, the N-th connection it accepts stops answering after its first message (a stuck
+`--hang-connection N`, the N-th SMTP session (counted at EHLO, so readiness probes do not count) stops answering
+after its first message (a stuck
 server process), to show whether the other connections keep their pace. asyncio and a plain Protocol, not
 aiosmtpd: aiosmtpd caps a client at about 300 messages/s here, which would hide the senders' differences.
 """
@@ -19,9 +20,9 @@ import random
 
 
 class RelaySession(asyncio.Protocol):
-    def __init__(self, sink: RelaySink, number: int) -> None:
+    def __init__(self, sink: RelaySink) -> None:
         self.sink = sink
-        self.number = number
+        self.number = 0  # given at EHLO
         self.buffer = b""
         self.in_data = False
         self.messages = 0
@@ -57,6 +58,9 @@ class RelaySession(asyncio.Protocol):
             self.command(line.upper())
 
     def command(self, line: bytes) -> None:
+        if line.startswith((b"EHLO", b"HELO")) and not self.number:
+            self.sink.sessions += 1
+            self.number = self.sink.sessions
         if line.startswith(b"EHLO"):
             self.reply(b"250-relay-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
         elif line.startswith(b"HELO"):
@@ -80,12 +84,11 @@ class RelaySink:
         self.mean = mean
         self.random = random.Random(seed)
         self.hang_connection = hang_connection
-        self.connections = 0
+        self.sessions = 0
         self.messages = 0
 
     def session(self) -> RelaySession:
-        self.connections += 1
-        return RelaySession(self, self.connections)
+        return RelaySession(self)
 
 
 async def serve(host: str, port: int, sink: RelaySink) -> None:
@@ -101,7 +104,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mean", type=float, default=0.04, help="mean delay before the reply to DATA, seconds")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--hang-connection", type=int, default=0, help="this connection (1-based) hangs")
+    parser.add_argument("--hang-connection", type=int, default=0, help="this SMTP session (1-based) hangs")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, RelaySink(args.mean, args.seed, args.hang_connection)))

@@ -7,6 +7,7 @@ usage errors exit 2. No traceback reaches the user for bad input.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -214,6 +215,58 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import run_server
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_server(Path.cwd(), args.host, args.port, args.drafts, args.root_path, args.proxy)
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from .archive import write_archive
+
+    files = write_archive(Path.cwd(), load_publication(), args.out, args.drafts)
+    print(f"wrote {len(files)} file(s) to {_shown(args.out)}: index.html, one page per edition, feed.xml")
+    return 0
+
+
+def cmd_suppressions(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .suppressions import SuppressionStore, store_path
+
+    with SuppressionStore(store_path(Path.cwd())) as store:
+        entries = store.entries()
+    rows = [[e.address, e.reason, e.source, dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(timespec="seconds"),
+             e.detail] for e in entries]  # fmt: skip
+    if args.csv:
+        sys.stdout.write(csv_text([["email", "reason", "source", "at", "detail"], *rows]))
+        return 0
+    for address, reason, source, at, detail in rows:
+        print(f"{address}  {reason}  {at}  {source}" + (f"  {detail}" if detail else ""))
+    print(f"{len(rows)} suppressed address(es)", file=sys.stderr)
+    return 0
+
+
+def cmd_suppress(args: argparse.Namespace) -> int:
+    from .suppressions import SuppressionStore, store_path
+
+    with SuppressionStore(store_path(Path.cwd())) as store:
+        added = store.add(args.address, args.reason, "command line")
+    print(f"{args.address}: {'suppressed' if added else 'was already suppressed'}")
+    return 0
+
+
+def cmd_unsuppress(args: argparse.Namespace) -> int:
+    from .suppressions import SuppressionStore, store_path
+
+    with SuppressionStore(store_path(Path.cwd())) as store:
+        removed = store.remove(args.address)
+    print(f"{args.address}: {'no longer suppressed' if removed else 'was not suppressed'}")
+    return 0 if removed else 1
+
+
 def cmd_install_checkers(args: argparse.Namespace) -> int:
     from .toolchecks import install_checkers
 
@@ -317,6 +370,25 @@ def _parser() -> argparse.ArgumentParser:
     status = command("status", cmd_status, "show how the send of an edition went: counts, failed and in-doubt")
     status.add_argument("edition", help="edition name under issues/, or its folder")
     status.add_argument("--csv", action="store_true", help="failed and in-doubt recipients as CSV")
+
+    serve = command("serve", cmd_serve, "serve one-click unsubscribe, the archive, web versions and feed.xml")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--drafts", action="store_true", help="list every edition, not only those sent (review)")
+    serve.add_argument("--root-path", default="", help="the path prefix a reverse proxy serves it under")
+    serve.add_argument("--proxy", action="store_true", help="trust X-Forwarded-* headers (behind a proxy)")
+
+    archive = command("archive", cmd_archive, "write the archive and feed as static files")
+    archive.add_argument("--out", type=Path, required=True, help="output folder")
+    archive.add_argument("--drafts", action="store_true", help="every edition, not only those sent")
+
+    listing = command("suppressions", cmd_suppressions, "list suppressed addresses: reason, source, time")
+    listing.add_argument("--csv", action="store_true", help="as CSV")
+    suppress = command("suppress", cmd_suppress, "never mail an address again")
+    suppress.add_argument("address")
+    suppress.add_argument("--reason", default="manual", choices=["manual", "unsubscribe", "bounce", "complaint"])
+    unsuppress = command("unsuppress", cmd_unsuppress, "lift an address's suppression")
+    unsuppress.add_argument("address")
 
     command(
         "install-checkers",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import hmac
 import html
 import re
 import uuid
@@ -30,12 +29,12 @@ from .addresses import ascii_address, mailbox_key, parse_mailbox
 from .headers import check_header_value
 from .model import Recipient, RenderedEdition
 from .render import split_placeholders
+from .tokens import unsubscribe_keys, unsubscribe_token
 
 EOL = "\r\n"
 # printable ASCII but "=", not starting with a dot nor starting or ending with a space
 _PLAIN_QP = re.compile(r"[!-\-/-<>-~]([ !-<>-~]*[!-<>-~])?")
 QP_LINE = 75  # one short of RFC 2045's 76, leaving room for the soft break that joins pieces
-_DEV_UNSUBSCRIBE_KEY = "newsletter-development-key"
 
 
 @dataclass(frozen=True)
@@ -57,12 +56,6 @@ def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> 
 @functools.lru_cache
 def _label(edition_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
-
-
-def unsubscribe_token(secret: str, list_id: str, email: str) -> str:
-    """An HMAC the unsubscribe endpoint can verify without a database, and nobody can forge for someone else."""
-    key = (secret or _DEV_UNSUBSCRIBE_KEY).encode()
-    return hmac.new(key, f"{list_id}\0{mailbox_key(email)}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class _Body:
@@ -118,6 +111,7 @@ class MessageFactory:
         publication = rendered.publication
         self.rendered = rendered
         self.unique_ids = unique_ids
+        self._keys = unsubscribe_keys(publication.unsubscribe_secret)
         self.sender = parse_mailbox(publication.sender, "sender (NEWSLETTER_FROM or [publication] from)")
         self.subject = check_header_value(
             "subject", subject_prefix + rendered.edition.subject, rendered.edition.folder / "issue.toml"
@@ -157,7 +151,7 @@ class MessageFactory:
     def values_for(self, recipient: Recipient) -> tuple[str, ...]:
         """The recipient's field values in placeholder order."""
         publication = self.rendered.publication
-        token = unsubscribe_token(publication.unsubscribe_secret, publication.list_id, recipient.email)
+        token = unsubscribe_token(self._keys, publication.list_id, recipient.email)
         known = {
             "email": recipient.email,
             "name": recipient.name or publication.greeting_fallback,

@@ -61,6 +61,11 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
     if secret and not secret.strip():
         raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
     settings["unsubscribe_secret"] = secret.strip()
+    if settings.get("site_url"):
+        site = _site_url(str(settings["site_url"]), str(path))
+        settings["site_url"] = site
+        settings.setdefault("unsubscribe_url", f"{site}/unsubscribe/{{token}}")
+        settings.setdefault("archive_url", f"{site}/")
     publication = Publication(**settings, source=path if path.is_file() else None)  # type: ignore[arg-type]
     _check_publication(publication, str(path))
     return dataclasses.replace(
@@ -68,6 +73,21 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
         unsubscribe_url=ascii_url(publication.unsubscribe_url),
         unsubscribe_mailto=ascii_address(publication.unsubscribe_mailto),
     )
+
+
+def _site_url(url: str, source: str) -> str:
+    """`site_url` without its trailing slash: https, or plain http on this machine only (for trying it out)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local):
+        raise ConfigError(
+            "[publication] site_url must be an https:// URL (RFC 8058 one-click needs https; plain http only for "
+            "127.0.0.1 or localhost)",
+            source,
+        )
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ConfigError("[publication] site_url must be a plain base URL such as https://news.example.org", source)
+    return ascii_url(url.strip()).rstrip("/")
 
 
 def ascii_url(url: str) -> str:
@@ -90,7 +110,9 @@ def _check_publication(publication: Publication, source: str) -> None:
     parse_mailbox(publication.sender, "[publication] from", source)
     if publication.reply_to:
         parse_mailbox(publication.reply_to, "[publication] reply_to", source)
-    if not publication.unsubscribe_url.startswith("https://"):
+    if not publication.unsubscribe_url.startswith("https://") and not (
+        publication.site_url and publication.unsubscribe_url.startswith(publication.site_url)
+    ):
         raise ConfigError("[publication] unsubscribe_url must be an https:// URL", source)
     if "{token}" not in publication.unsubscribe_url:
         raise ConfigError(

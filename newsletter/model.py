@@ -28,6 +28,7 @@ class Publication:
     lang: str = "en"
     postal_address: str = "Seattle Neuro Blog, 123 Example Street, Seattle, WA 98101, USA"
     website_url: str = "https://example.org/"
+    site_url: str = ""  # where `newsletter serve` answers: unsubscribe, archive, web versions, feed
     archive_url: str = ""
     unsubscribe_url: str = "https://example.org/unsubscribe/{token}"
     unsubscribe_mailto: str = "unsubscribe@example.org"

@@ -16,6 +16,7 @@ from .errors import ContentError
 from .headers import check_header_value
 from .load import read_text
 from .model import Publication, Recipient
+from .suppressions import stored_keys
 
 
 @dataclass
@@ -86,8 +87,10 @@ def _row_problem(values: dict[str, str], row: list[str], columns: list[str], add
 
 
 def suppressed_addresses(publication: Publication, root: Path) -> frozenset[str]:
-    """The addresses in the publication's `suppression_file` (relative to `root`), or none when it names none."""
-    return load_suppressed(root / publication.suppression_file if publication.suppression_file else None)
+    """Everyone never to mail (mailbox keys): the suppression store, and the publication's `suppression_file`
+    (relative to `root`) when it names one."""
+    listed = load_suppressed(root / publication.suppression_file if publication.suppression_file else None)
+    return listed | stored_keys(root)
 
 
 def load_suppressed(path: Path | None) -> frozenset[str]:

@@ -215,13 +215,33 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
     return "\n".join(lines)
 
 
+class WebReader:
+    """What templates see as `recipient` in the web version: nobody in particular, no personal data at all."""
+
+    def __init__(self, publication: Publication) -> None:
+        self.name = publication.greeting_fallback
+
+    def __getattr__(self, name: str) -> str:
+        return ""
+
+    def __getitem__(self, name: str) -> str:
+        return getattr(self, name)
+
+
+def web_url(publication: Publication, edition: Edition) -> str:
+    """The edition's web version under `site_url` (empty when the publication has no site)."""
+    return f"{publication.site_url}/{edition.name}/" if publication.site_url else ""
+
+
 def render_edition(
     edition: Edition,
     publication: Publication,
     root: Path | None = None,
     extra_fields: Iterable[str] = (),
+    web: bool = False,
 ) -> RenderedEdition:
-    """Render both parts of an edition once; `extra_fields` are the CSV columns templates may use."""
+    """Render both parts of an edition once; `extra_fields` are the CSV columns templates may use. `web`
+    renders the public web version instead: no recipient, a footer that says how to subscribe."""
     root = (root or Path.cwd()).resolve()
     fields = BASE_RECIPIENT_FIELDS + tuple(f for f in extra_fields if f not in BASE_RECIPIENT_FIELDS)
     articles = [_article_context(a) for a in edition.articles]
@@ -230,7 +250,9 @@ def render_edition(
         "publication": publication,
         "edition": edition,
         "articles": articles,
-        "recipient": RecipientPlaceholders(fields, key),
+        "recipient": WebReader(publication) if web else RecipientPlaceholders(fields, key),
+        "web": web,
+        "web_url": web_url(publication, edition),
     }
     env = template_environment(root)
     html_part = _render_template(env, HTML_TEMPLATE, context)

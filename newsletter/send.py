@@ -35,6 +35,8 @@ from .policy import FailureWatch, RetryPolicy, Throttle
 from .recipients import suppressed_addresses
 from .transport import Transport, TransportFactory, transport_for
 
+SUPPRESSION_POLL_SECONDS = 2.0
+
 
 @dataclass(frozen=True)
 class SendOptions:
@@ -358,6 +360,7 @@ class _Runner:
         self.commits = _GroupCommit(self.journal)
         lanes = [asyncio.create_task(self._lane(_Lane(index))) for index in range(self.throttle.maximum)]
         ticker = asyncio.create_task(self._tick())
+        watcher = asyncio.create_task(self._watch_suppressions())
         try:
             with self._ctrl_c(lanes):
                 await asyncio.gather(*lanes, return_exceptions=True)
@@ -366,6 +369,7 @@ class _Runner:
                     raise lane.exception()
         finally:
             ticker.cancel()
+            watcher.cancel()
             self._show()
 
     async def _lane(self, lane: _Lane) -> None:
@@ -488,6 +492,22 @@ class _Runner:
     def _note(self, text: str) -> None:
         self.progress.note = text
         self._show()
+
+    async def _watch_suppressions(self) -> None:
+        """Every few seconds, read the suppression store again: someone who unsubscribes while the send runs
+        (one-click, a bounce) is skipped from then on, not mailed minutes later."""
+        seen = self.send.suppressed
+        while True:
+            await asyncio.sleep(SUPPRESSION_POLL_SECONDS)
+            try:
+                current = suppressed_addresses(self.send.factory.rendered.publication, self.send.root)
+                dropped = self.journal.store.skip_suppressed(current - seen) if current - seen else []
+            except NewsletterError as error:
+                self._note(f"could not read the suppression list: {error}")
+                continue
+            seen = current
+            self.journal.queue.drop(dropped)
+            self.progress.skipped += len(dropped)
 
     async def _tick(self) -> None:
         while True:

@@ -186,3 +186,50 @@ def smtp_env(monkeypatch: pytest.MonkeyPatch):
             monkeypatch.setenv(key, value)
 
     return apply
+
+
+# --- `newsletter serve` on loopback (uvicorn) ----------------------------------------------------------------------
+
+SITE_SECRET = "serve-test-secret"
+
+
+@pytest.fixture
+def site(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """Give the project a site_url on loopback and an unsubscribe secret; returns the port to serve on."""
+    port = free_port()
+    toml = project / "newsletter.toml"
+    lines = [line for line in toml.read_text(encoding="utf-8").splitlines() if not line.startswith("unsubscribe_url")]
+    toml.write_text("\n".join(lines) + f'\nsite_url = "http://127.0.0.1:{port}"\n', encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SITE_SECRET)
+    return port
+
+
+@pytest.fixture
+def web_server(project: Path, site: int):
+    """Run the real app under uvicorn in a thread: `web_server(drafts=False)` returns its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from newsletter.serve import create_app
+
+    servers = []
+
+    def start(drafts: bool = False) -> str:
+        config = uvicorn.Config(create_app(project, drafts), host="127.0.0.1", port=site, log_level="warning",
+                                access_log=False, lifespan="on")  # fmt: skip
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{site}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)

@@ -17,6 +17,7 @@ from newsletter.errors import HeaderInjectionError
 from newsletter.headers import check_header_value
 from newsletter.model import Recipient
 from newsletter.pipeline import render_checked
+from newsletter.tokens import read_unsubscribe_token, unsubscribe_keys
 
 NOW = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
 RECIPIENTS = [
@@ -67,7 +68,10 @@ def test_headers_field_by_field(factory: MessageFactory) -> None:
     assert message["List-Id"] == "Seattle Neuro Blog <news.seattle-neuro.example.org>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     https, mailto = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
-    assert re.fullmatch(r"https://example\.org/unsubscribe/[0-9a-f]{32}", https)
+    token = re.fullmatch(r"https://example\.org/unsubscribe/([A-Za-z0-9_-]+)", https)[1]
+    assert recipient.email not in https and "zoe" not in https.lower(), "no plain address in the URL"
+    keys = unsubscribe_keys(factory.rendered.publication.unsubscribe_secret)
+    assert read_unsubscribe_token(keys, "news.seattle-neuro.example.org", token) == recipient.email
     assert mailto == "mailto:unsubscribe@example.org?subject=unsubscribe"
     text, html = parts(message)
     assert https in text and https in html

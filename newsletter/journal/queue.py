@@ -17,6 +17,7 @@ class PendingQueue:
         """`rows` are (id, attempts so far, not before) of every pending recipient, in list order."""
         self._fresh: collections.deque[int] = collections.deque()
         self._retries: list[tuple[float, int]] = []
+        self._dropped: set[int] = set()
         self.attempts: dict[int, int] = {}
         for row_id, attempts, not_before in rows:
             self.attempts[row_id] = attempts
@@ -27,9 +28,19 @@ class PendingQueue:
 
     def next_due(self, now: float) -> int | None:
         """The recipient to claim: one whose retry delay is over first, else the next never tried."""
-        if self._retries and self._retries[0][0] <= now:
-            return heapq.heappop(self._retries)[1]
-        return self._fresh.popleft() if self._fresh else None
+        while True:
+            if self._retries and self._retries[0][0] <= now:
+                row_id = heapq.heappop(self._retries)[1]
+            elif self._fresh:
+                row_id = self._fresh.popleft()
+            else:
+                return None
+            if row_id not in self._dropped:
+                return row_id
+
+    def drop(self, row_ids: list[int]) -> None:
+        """Never hand these out (they unsubscribed during the run)."""
+        self._dropped.update(row_ids)
 
     def retry(self, row_id: int, due: float, charged: bool) -> None:
         """Put a recipient back, to be claimed again from `due` on."""

@@ -99,10 +99,11 @@ class JournalStore(JournalReader):
                  "have it", State.SENDING),
             ).rowcount  # fmt: skip
 
-    def skip_suppressed(self, suppressed: frozenset[str]) -> int:
-        """Mark pending recipients who have unsubscribed since the send started; they are never sent to."""
+    def skip_suppressed(self, suppressed: frozenset[str]) -> list[int]:
+        """Mark pending recipients who have unsubscribed since the send started (they are never sent to);
+        returns their row ids."""
         if not suppressed:
-            return 0
+            return []
         with self._transaction("write"):
             pending = self._db.execute("SELECT id, email FROM recipients WHERE state = ?", (State.PENDING,))
             rows = [(i,) for i, email in pending if mailbox_key(email) in suppressed]
@@ -111,7 +112,7 @@ class JournalStore(JournalReader):
                 "WHERE id = ?",
                 rows,
             )
-        return len(rows)
+        return [row_id for (row_id,) in rows]
 
     def release_in_doubt(self) -> int:
         """--resend-in-doubt: make in-doubt recipients pending again (same Message-ID, so clients can dedupe)."""

@@ -1,0 +1,112 @@
+"""The public side of a publication: its sent editions as web pages, an index of them, an Atom feed, and the
+small pages of the unsubscribe flow. `serve` answers with these; `archive --out DIR` writes them as files.
+
+Nothing here carries personal data: web versions are rendered for nobody in particular (`render` with
+`web=True`: no name, no address, no token; a footer that says how to subscribe).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import NewsletterError
+from .inline import inline_css
+from .journal import JournalReader, journal_path
+from .load import EDITION_FILE, ISSUES_DIR, load_edition
+from .model import Publication
+from .render import render_edition, template_environment
+from .writer import make_folder, write_files
+
+FEED = "feed.xml"
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    name: str
+    subject: str
+    preheader: str
+    date: dt.date
+    url: str  # relative to the archive's root: `NAME/`
+
+
+def was_sent(root: Path, name: str) -> bool:
+    """True once a send of the edition has delivered to at least one recipient."""
+    path = journal_path(root, name)
+    if not path.is_file():
+        return False
+    try:
+        with JournalReader(path) as reader:
+            return reader.counts()["sent"] > 0
+    except NewsletterError:
+        return False
+
+
+def archive_entries(root: Path, drafts: bool = False) -> list[ArchiveEntry]:
+    """The editions the archive shows, newest first: those sent, or every one that loads with `drafts`."""
+    entries = []
+    folder = root / ISSUES_DIR
+    for edition_folder in sorted(folder.iterdir() if folder.is_dir() else []):
+        if not (edition_folder / EDITION_FILE).is_file() or not (drafts or was_sent(root, edition_folder.name)):
+            continue
+        try:
+            edition = load_edition(edition_folder.name, root)
+        except NewsletterError:
+            continue  # a draft that does not build is not shown
+        entries.append(ArchiveEntry(edition.name, edition.subject, edition.preheader, edition.date,
+                                    f"{edition.name}/"))  # fmt: skip
+    return sorted(entries, key=lambda e: (e.date, e.name), reverse=True)
+
+
+def web_version(root: Path, publication: Publication, name: str) -> str:
+    """The edition's public web page: the email's HTML for nobody in particular, CSS inlined."""
+    rendered = render_edition(load_edition(name, root), publication, root, web=True)
+    return inline_css(rendered.html)
+
+
+def page(root: Path, publication: Publication, heading: str, paragraphs: list[str] = (),
+         form: dict | None = None, editions: list[ArchiveEntry] | None = None, feed_url: str = "") -> str:  # fmt: skip
+    """One of the small public pages (theme's colours, no JavaScript), from templates/page.html."""
+    template = template_environment(root).get_template("page.html")
+    return template.render(publication=publication, heading=heading, paragraphs=list(paragraphs), form=form,
+                           editions=editions, feed_url=feed_url)  # fmt: skip
+
+
+def index_page(root: Path, publication: Publication, entries: list[ArchiveEntry], base: str = "") -> str:
+    linked = [replace(entry, url=f"{base}{entry.url}") for entry in entries]
+    return page(root, publication, f"{publication.name}: all editions", editions=linked, feed_url=f"{base}{FEED}")
+
+
+def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -> bytes:
+    """An Atom feed of the archive (feedgen), entries linking to their web versions under `site`."""
+    from feedgen.feed import FeedGenerator
+
+    site = site.rstrip("/")
+    feed = FeedGenerator()
+    feed.id(f"{site}/")
+    feed.title(publication.name)
+    feed.link(href=f"{site}/", rel="alternate")
+    feed.link(href=f"{site}/{FEED}", rel="self")
+    feed.language(publication.lang)
+    newest = max((e.date for e in entries), default=dt.date(2000, 1, 1))
+    feed.updated(dt.datetime.combine(newest, dt.time(), dt.UTC))
+    for entry in reversed(entries):  # feedgen lists the last added first
+        item = feed.add_entry()
+        item.id(f"{site}/{entry.url}")
+        item.title(entry.subject)
+        item.link(href=f"{site}/{entry.url}")
+        item.summary(entry.preheader or entry.subject)
+        item.updated(dt.datetime.combine(entry.date, dt.time(), dt.UTC))
+    return feed.atom_str(pretty=True)
+
+
+def write_archive(root: Path, publication: Publication, out: Path, drafts: bool = False) -> list[Path]:
+    """The archive as static files for any static host: index.html, NAME/index.html per edition, feed.xml."""
+    entries = archive_entries(root, drafts)
+    files: dict[str, bytes | str] = {"index.html": index_page(root, publication, entries)}
+    for entry in entries:
+        files[f"{entry.name}/index.html"] = web_version(root, publication, entry.name)
+    files[FEED] = feed_xml(publication, entries, publication.site_url or publication.website_url)
+    make_folder(out)
+    return write_files(out, files, durable=False)

@@ -1,0 +1,144 @@
+"""The suppression store: every address that must never be mailed again, why, from where, and since when.
+
+One SQLite file, `.newsletter/suppressions.sqlite`, shared by everything that writes to it at the same time: the
+`serve` process answering hundreds of one-click unsubscribes, a running `send` that reads it every few seconds,
+`bounces`, and the CLI. SQLite serialises the writers (WAL, a busy timeout), every change is one committed
+transaction (`synchronous=FULL`), so a `kill -9` at any moment leaves either the whole entry or none of it. The
+file holds subscriber addresses: it is created owner-only (0600) in a 0700 folder.
+
+An address is stored once, under its mailbox key (lower case, IDNA domain); adding it again changes nothing, so
+a repeated one-click POST is harmless. The publication's plain `suppression_file` is still read beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .addresses import mailbox_key, split_mailbox
+from .errors import ContentError, JournalError
+
+STORE_PATH = Path(".newsletter") / "suppressions.sqlite"
+REASONS = ("unsubscribe", "bounce", "complaint", "manual")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    key TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    address: str
+    reason: str
+    source: str
+    at: float
+    detail: str = ""
+
+
+def store_path(root: Path) -> Path:
+    return root / STORE_PATH
+
+
+class SuppressionStore:
+    """The store, opened for reading and writing; cheap to open, safe to open from many processes at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        with self._errors():
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SuppressionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise JournalError(f"cannot use the suppression store: {error}", self.path) from None
+
+    def add(self, address: str, reason: str, source: str, detail: str = "") -> bool:
+        """Suppress `address`; True when it was not suppressed before (a repeat changes nothing)."""
+        if reason not in REASONS:
+            raise ContentError(f"unknown reason {reason!r} (one of {', '.join(REASONS)})")
+        _, email, problem = split_mailbox(address)
+        if problem:
+            raise ContentError(problem)
+        with self._errors():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO suppressions (key, address, reason, source, detail, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (mailbox_key(email), email, reason, source, " ".join(detail.split())[:500], time.time()),
+            )
+        return cursor.rowcount == 1
+
+    def add_many(self, entries: list[tuple[str, str, str]]) -> int:
+        """Suppress many (address, reason, source) in one transaction; returns how many were new."""
+        rows = []
+        for address, reason, source in entries:
+            _, email, problem = split_mailbox(address)
+            if problem or reason not in REASONS:
+                raise ContentError(problem or f"unknown reason {reason!r}")
+            rows.append((mailbox_key(email), email, reason, source, "", time.time()))
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?)", rows)
+                added = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def remove(self, address: str, reasons: tuple[str, ...] = REASONS) -> bool:
+        """Lift a suppression (only one of `reasons`); True when there was one."""
+        marks = ",".join("?" * len(reasons))
+        with self._errors():
+            cursor = self._db.execute(
+                f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})", (mailbox_key(address), *reasons)
+            )
+        return cursor.rowcount == 1
+
+    def keys(self) -> frozenset[str]:
+        """Every suppressed mailbox key: what a send and an export skip."""
+        with self._errors():
+            return frozenset(key for (key,) in self._db.execute("SELECT key FROM suppressions"))
+
+    def entries(self) -> list[Suppression]:
+        with self._errors():
+            rows = self._db.execute("SELECT address, reason, source, at, detail FROM suppressions ORDER BY at, key")
+            return [Suppression(*row) for row in rows]
+
+
+def stored_keys(root: Path) -> frozenset[str]:
+    """The store's keys, without creating a store where there is none."""
+    path = store_path(root)
+    if not path.is_file():
+        return frozenset()
+    with SuppressionStore(path) as store:
+        return store.keys()

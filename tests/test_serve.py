@@ -1,0 +1,307 @@
+"""`newsletter serve` for real (uvicorn on a loopback port): one-click unsubscribe as mail providers send it, the
+human path, tokens that do not verify, concurrency and kill -9, the archive and feed, and nothing else served."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_EDITION, SITE_SECRET, parse_message, parts
+
+from newsletter.compose import MessageFactory
+from newsletter.model import Recipient
+from newsletter.pipeline import render_checked
+from newsletter.suppressions import SuppressionStore, store_path
+from newsletter.tokens import unsubscribe_keys, unsubscribe_token
+
+pytest.importorskip("uvicorn")
+LIST_ID = "news.seattle-neuro.example.org"
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+
+
+def request(base: str, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    """One HTTP request on a fresh connection: (status, headers, body)."""
+    parsed = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    try:
+        connection.request(method, path, body=body or None, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def one_click(base: str, path: str, body: bytes = ONE_CLICK, kind: str = "application/x-www-form-urlencoded"):
+    """The POST exactly as Gmail sends it (RFC 8058 section 3.1): no cookies, the body alone."""
+    return request(base, "POST", path, body, {"Content-Type": kind, "Content-Length": str(len(body))})
+
+
+def unsubscribe_path(email: str) -> str:
+    return "/unsubscribe/" + unsubscribe_token(unsubscribe_keys(SITE_SECRET), LIST_ID, email)
+
+
+def suppressed(project: Path) -> dict[str, str]:
+    with SuppressionStore(store_path(project)) as store:
+        return {e.address: e.reason for e in store.entries()}
+
+
+def message_for(project: Path, email: str):
+    factory = MessageFactory(render_checked(SAMPLE_EDITION, project))
+    return parse_message(factory.compose(Recipient(email, "Reader")).data)
+
+
+def test_one_click_from_a_real_message_suppresses_once(project: Path, web_server) -> None:
+    base = web_server()
+    message = message_for(project, "reader@example.org")
+    https, _mailto = re.findall(r"<([^>]+)>", message["List-Unsubscribe"])
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert https.startswith(base + "/unsubscribe/") and "reader" not in https
+    path = urllib.parse.urlsplit(https).path
+    status, headers, body = one_click(base, path)
+    assert status == 200 and b"You are unsubscribed" in body
+    assert "set-cookie" not in {k.lower() for k in headers}
+    assert suppressed(project) == {"reader@example.org": "unsubscribe"}
+    assert one_click(base, path)[0] == 200, "a repeat is fine"
+    assert suppressed(project) == {"reader@example.org": "unsubscribe"}, "and changes nothing"
+
+
+def test_multipart_one_click_works_too(project: Path, web_server) -> None:
+    base = web_server()
+    body = b'--xyz\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--xyz--\r\n'
+    status, _, _ = one_click(base, unsubscribe_path("multi@example.org"), body, "multipart/form-data; boundary=xyz")
+    assert status == 200 and suppressed(project) == {"multi@example.org": "unsubscribe"}
+
+
+def test_get_never_changes_anything(project: Path, web_server) -> None:
+    """Link scanners follow every link: GET (and HEAD) show a page with a button, and suppress nobody."""
+    base = web_server()
+    path = unsubscribe_path("scanned@example.org")
+    for method in ("GET", "HEAD", "GET"):
+        status, _, body = request(base, method, path)
+        assert status == 200
+    assert b"Unsubscribe from Seattle Neuro Blog?" in body and b'<form method="post"' in body
+    assert b"s\xe2\x80\xa2\xe2\x80\xa2\xe2\x80\xa2@example.org" in body, "the address, masked"
+    assert not store_path(project).exists() or suppressed(project) == {}
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [lambda t: t[:-2], lambda t: t[:10] + ("A" if t[10] != "A" else "B") + t[11:], lambda t: "x" * len(t),
+     lambda t: unsubscribe_token(unsubscribe_keys("another-secret"), LIST_ID, "victim@example.org"),
+     lambda t: unsubscribe_token(unsubscribe_keys(SITE_SECRET), "other.list.example", "victim@example.org"),
+     lambda t: "victim@example.org"],
+    ids=["truncated", "flipped", "garbage", "foreign-key", "other-list", "plain-address"],
+)  # fmt: skip
+def test_a_token_that_does_not_verify_changes_nothing(project: Path, web_server, mangle) -> None:
+    base = web_server()
+    token = mangle(unsubscribe_path("victim@example.org").rsplit("/", 1)[1])
+    for method in ("GET", "POST"):
+        status, headers, body = one_click(base, f"/unsubscribe/{token}") if method == "POST" else request(
+            base, "GET", f"/unsubscribe/{token}")  # fmt: skip
+        assert status == 400 and b"This link is not valid" in body
+        assert "text/html" in headers["content-type"]
+    assert not store_path(project).exists() or suppressed(project) == {}
+
+
+def test_old_links_keep_working_after_the_secret_rotates(project: Path, site: int, monkeypatch, web_server) -> None:
+    old_link = unsubscribe_path("loyal@example.org")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", f"a-new-key,{SITE_SECRET}")
+    base = web_server()
+    assert one_click(base, old_link)[0] == 200
+    assert suppressed(project) == {"loyal@example.org": "unsubscribe"}
+
+
+def test_the_human_path_with_undo(project: Path, web_server) -> None:
+    base = web_server()
+    path = unsubscribe_path("human@example.org")
+    status, _, page = one_click(base, path)
+    assert status == 200
+    undo = re.search(rb'action="\.\./resubscribe/([A-Za-z0-9_-]+)"', page)[1].decode()
+    assert suppressed(project) == {"human@example.org": "unsubscribe"}
+    status, _, page = request(base, "POST", f"/resubscribe/{undo}", b"", {"Content-Length": "0"})
+    assert status == 200 and b"You are subscribed again" in page
+    assert suppressed(project) == {}
+    assert request(base, "POST", f"/resubscribe/{undo[:-3]}xyz", b"", {"Content-Length": "0"})[0] == 400
+    assert request(base, "GET", f"/resubscribe/{undo}")[0] == 405, "undo only by POST, too"
+
+
+def test_five_hundred_concurrent_unsubscribes_are_each_recorded_once(project: Path, web_server) -> None:
+    base = web_server()
+    emails = [f"burst{i:03d}@example.org" for i in range(500)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(lambda e: one_click(base, unsubscribe_path(e))[0], emails))
+    assert statuses == [200] * 500
+    entries = suppressed(project)
+    assert sorted(entries) == emails and set(entries.values()) == {"unsubscribe"}
+
+
+def test_kill_9_mid_burst_leaves_a_readable_store_holding_every_answered_request(project: Path, site: int):
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(site)]
+    server = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ})  # fmt: skip
+    base = f"http://127.0.0.1:{site}"
+    try:
+        assert "serving Seattle Neuro Blog on" in server.stdout.readline()
+        answered: list[str] = []
+
+        def post(email: str) -> None:
+            try:
+                if one_click(base, unsubscribe_path(email))[0] == 200:
+                    answered.append(email)
+            except OSError:
+                pass  # the server died under us
+
+        emails = [f"kill{i:03d}@example.org" for i in range(400)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+            futures = [pool.submit(post, email) for email in emails]
+            while len(answered) < 60:
+                time.sleep(0.005)
+            os.kill(server.pid, signal.SIGKILL)
+            concurrent.futures.wait(futures)
+    finally:
+        server.kill()
+        server.wait()
+    stored = suppressed(project)
+    assert 60 <= len(answered) < 400
+    assert set(answered) <= set(stored), "every 200 was on disk before it was sent"
+
+
+def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_server, smtp_server, smtp_env):
+    import asyncio
+    import threading
+
+    from newsletter.capture import CaptureHandler
+    from newsletter.send import Send, SendOptions
+
+    class Slow(CaptureHandler):
+        async def handle_DATA(self, server, session, envelope):
+            await asyncio.sleep(0.1)
+            return await super().handle_DATA(server, session, envelope)
+
+    server = smtp_server(handler=Slow())
+    smtp_env(server.env("none"))
+    base = web_server()
+    with (project / "list.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["email"]] + [[f"s{i:02d}@example.org"] for i in range(60)])
+    send = Send(SAMPLE_EDITION, project / "list.csv", project, SendOptions(connections=1))
+    reports = []
+    worker = threading.Thread(target=lambda: reports.append(send.run()))
+    worker.start()
+    try:
+        while len(server.handler.received) < 3:
+            time.sleep(0.01)
+        assert one_click(base, unsubscribe_path("s50@example.org"))[0] == 200
+        worker.join(60)
+    finally:
+        send.close()
+    received = {r.rcpt_tos[0] for r in server.handler.received}
+    assert "s50@example.org" not in received and len(received) == 59
+    assert reports[0].progress.skipped == 1
+
+
+def test_archive_web_versions_and_feed(project: Path, web_server, cli) -> None:
+    import feedparser
+
+    from newsletter.journal import JournalStore, journal_path
+
+    base = web_server()
+    status, _, body = request(base, "GET", "/")
+    assert status == 200 and b"Nothing here yet." in body, "nothing sent, nothing archived"
+    with JournalStore(journal_path(project, SAMPLE_EDITION)) as journal:  # the edition went out
+        journal.start("e", "r", [(Recipient("a@example.org"), "<x@example.org>")], project / "list.csv")
+        journal.commit([], [1], time.time())
+        journal._db.execute("UPDATE recipients SET state = 'sent'")
+    status, _, body = request(base, "GET", "/")
+    assert b'href="back-pain/"' in body and b"Is Physical Therapy Worth It for Back Pain?" in body
+    assert b"spring-clinic" not in body, "drafts are not public"
+    status, headers, page = request(base, "GET", "/back-pain/")
+    assert status == 200
+    text = page.decode("utf-8")
+    assert "Is Physical Therapy Worth It for Back Pain?" in text and "To get it by email, subscribe at" in text
+    assert "please call 911 and seek emergency help" in text
+    for personal in ("XNLF", "unsubscribe/", "Unsubscribe", "a@example.org", "You receive this because"):
+        assert personal not in text, personal
+    for header in ("content-security-policy", "x-content-type-options", "referrer-policy"):
+        assert header in {k.lower() for k in headers}
+    assert request(base, "GET", "/spring-clinic/")[0] == 404
+    status, headers, xml = request(base, "GET", "/feed.xml")
+    feed = feedparser.parse(xml)
+    assert status == 200 and not feed.bozo and feed.version == "atom10"
+    assert feed.feed.title == "Seattle Neuro Blog"
+    assert [e.title for e in feed.entries] == ["Is Physical Therapy Worth It for Back Pain?"]
+    assert feed.entries[0].link == f"{base}/back-pain/"
+    out = cli("archive", "--out", "site")
+    assert out.code == 0 and (project / "site" / "back-pain" / "index.html").is_file()
+    assert not feedparser.parse((project / "site" / "feed.xml").read_bytes()).bozo
+
+
+def test_drafts_are_listed_with_drafts(project: Path, web_server) -> None:
+    base = web_server(drafts=True)
+    _, _, body = request(base, "GET", "/")
+    assert b"spring-clinic/" in body and b"back-pain/" in body
+    assert request(base, "GET", "/spring-clinic/")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../newsletter.toml",
+        "/newsletter.toml",
+        "/issues/back-pain/issue.toml",
+        "/%2e%2e/newsletter.toml",
+        "/.newsletter/suppressions.sqlite",
+        "/back-pain",
+        "/back-pain/issue.toml",
+        "/templates/email.html",
+        "/unsubscribe/",
+        "/..%2f..%2f",
+    ],
+)
+def test_nothing_outside_the_routes_is_served(project: Path, web_server, path: str) -> None:
+    base = web_server(drafts=True)
+    status, _, body = request(base, "GET", path)
+    assert status in (404, 405, 400), (path, status)
+    assert b"list_id" not in body and b"SQLite" not in body and b"subject" not in body
+
+
+def test_bodies_are_capped_and_a_flood_grows_nothing(project: Path, web_server) -> None:
+    base = web_server()
+    status, _, _ = one_click(base, unsubscribe_path("big@example.org"), b"List-Unsubscribe=One-Click&" + b"x" * 10_000)
+    assert status == 413 and suppressed(project) == {}
+    size = sum(p.stat().st_size for p in (project / ".newsletter").glob("suppressions*"))
+    for i in range(200):
+        one_click(base, f"/unsubscribe/{'A' * 40}{i:04d}")
+    assert sum(p.stat().st_size for p in (project / ".newsletter").glob("suppressions*")) == size
+    assert suppressed(project) == {}
+
+
+def test_every_message_links_to_its_web_version(project: Path, site: int) -> None:
+    message = message_for(project, "reader@example.org")
+    text, html = parts(message)
+    url = f"http://127.0.0.1:{site}/back-pain/"
+    assert f"View in your browser: {url}" in text
+    assert f'<a href="{url}"' in html and "View in your browser</a>" in html
+
+
+def test_suppression_commands(project: Path, cli) -> None:
+    assert cli("suppress", "=evil@example.org").out.startswith("=evil@example.org: suppressed")
+    assert "was already suppressed" in cli("suppress", "=EVIL@example.org").out
+    assert cli("suppress", "Ann <ann@example.org>", "--reason", "complaint").code == 0
+    rows = list(csv.reader(cli("suppressions", "--csv").out.splitlines()))
+    assert rows[0] == ["email", "reason", "source", "at", "detail"]
+    assert [(r[0], r[1], r[2]) for r in rows[1:]] == [("'=evil@example.org", "manual", "command line"),
+                                                      ("ann@example.org", "complaint", "command line")]  # fmt: skip
+    assert cli("unsuppress", "ann@example.org").code == 0
+    assert cli("unsuppress", "ann@example.org").code == 1
+    assert cli("suppress", "not an address").code == 1
+    assert (store_path(project).stat().st_mode & 0o777) == 0o600
