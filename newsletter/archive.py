@@ -65,17 +65,22 @@ def web_version(root: Path, publication: Publication, name: str) -> str:
     return inline_css(rendered.html)
 
 
-def page(root: Path, publication: Publication, heading: str, paragraphs: list[str] = (),
-         form: dict | None = None, editions: list[ArchiveEntry] | None = None, feed_url: str = "") -> str:  # fmt: skip
-    """One of the small public pages (theme's colours, no JavaScript), from templates/page.html."""
-    template = template_environment(root).get_template("page.html")
-    return template.render(publication=publication, heading=heading, paragraphs=list(paragraphs), form=form,
-                           editions=editions, feed_url=feed_url)  # fmt: skip
+class Pages:
+    """The small public pages (theme's colours, no JavaScript) from templates/page.html, compiled once: a new
+    Jinja environment costs about 10 ms, which a server must not pay per request."""
 
+    def __init__(self, root: Path, publication: Publication) -> None:
+        self.publication = publication
+        self.template = template_environment(root).get_template("page.html")
 
-def index_page(root: Path, publication: Publication, entries: list[ArchiveEntry], base: str = "") -> str:
-    linked = [replace(entry, url=f"{base}{entry.url}") for entry in entries]
-    return page(root, publication, f"{publication.name}: all editions", editions=linked, feed_url=f"{base}{FEED}")
+    def page(self, heading: str, paragraphs: list[str] = (), form: dict | None = None,
+             editions: list[ArchiveEntry] | None = None, feed_url: str = "") -> str:  # fmt: skip
+        return self.template.render(publication=self.publication, heading=heading, paragraphs=list(paragraphs),
+                                    form=form, editions=editions, feed_url=feed_url)  # fmt: skip
+
+    def index(self, entries: list[ArchiveEntry], base: str = "") -> str:
+        linked = [replace(entry, url=f"{base}{entry.url}") for entry in entries]
+        return self.page(f"{self.publication.name}: all editions", editions=linked, feed_url=f"{base}{FEED}")
 
 
 def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -> bytes:
@@ -104,7 +109,7 @@ def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -
 def write_archive(root: Path, publication: Publication, out: Path, drafts: bool = False) -> list[Path]:
     """The archive as static files for any static host: index.html, NAME/index.html per edition, feed.xml."""
     entries = archive_entries(root, drafts)
-    files: dict[str, bytes | str] = {"index.html": index_page(root, publication, entries)}
+    files: dict[str, bytes | str] = {"index.html": Pages(root, publication).index(entries)}
     for entry in entries:
         files[f"{entry.name}/index.html"] = web_version(root, publication, entry.name)
     files[FEED] = feed_xml(publication, entries, publication.site_url or publication.website_url)

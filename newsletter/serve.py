@@ -27,7 +27,7 @@ import urllib.parse
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from .archive import FEED, archive_entries, feed_xml, index_page, page, web_version
+from .archive import FEED, Pages, archive_entries, feed_xml, web_version
 from .config import load_publication
 from .errors import ConfigError, NewsletterError
 from .load import check_edition_name
@@ -93,12 +93,13 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
     store = SuppressionStore(store_path(root))
     writer = _GroupWriter(store)
     cache: dict[str, tuple[float, str]] = {}
+    pages = Pages(root, publication)
 
     def html(body: str, status: int = 200) -> Response:
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
     def refusal(status: int, heading: str, text: str) -> Response:
-        return html(page(root, publication, heading, [text]), status)
+        return html(pages.page(heading, [text]), status)
 
     def invalid_link() -> Response:
         return refusal(400, "This link is not valid",
@@ -119,7 +120,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
 
     async def archive(request: Request) -> Response:
         entries = await asyncio.to_thread(archive_entries, root, drafts)
-        return html(index_page(root, publication, entries))
+        return html(pages.index(entries))
 
     async def feed(request: Request) -> Response:
         entries = await asyncio.to_thread(archive_entries, root, drafts)
@@ -147,7 +148,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         if request.method != "POST":
             if address is None:
                 return invalid_link()
-            return html(page(root, publication, f"Unsubscribe from {publication.name}?",
+            return html(pages.page(f"Unsubscribe from {publication.name}?",
                              [f"{_masked(address)} will get no more emails from {publication.name}."],
                              form={"action": "", "button": "Unsubscribe"}))  # fmt: skip
         body = await body_of(request)
@@ -161,7 +162,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         await writer.suppress(address, "one-click (RFC 8058)")
         log.info("unsubscribed %s", _masked(address))
         undo = undo_token(keys, publication.list_id, address)
-        return html(page(root, publication, "You are unsubscribed",
+        return html(pages.page("You are unsubscribed",
                          [f"{_masked(address)} will get no more emails from {publication.name}.",
                           "Changed your mind? You can undo this for the next seven days."],
                          form={"action": f"../resubscribe/{undo}", "button": "Undo: subscribe me again"}))  # fmt: skip
@@ -177,14 +178,8 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
                            "website.")  # fmt: skip
         await asyncio.to_thread(store.remove, address, ("unsubscribe",))
         log.info("resubscribed %s", _masked(address))
-        return html(
-            page(
-                root,
-                publication,
-                "You are subscribed again",
-                [f"{_masked(address)} will get {publication.name} again, starting with the next edition."],
-            )
-        )
+        again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
+        return html(pages.page("You are subscribed again", [again]))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)

@@ -305,3 +305,47 @@ def test_suppression_commands(project: Path, cli) -> None:
     assert cli("unsuppress", "ann@example.org").code == 1
     assert cli("suppress", "not an address").code == 1
     assert (store_path(project).stat().st_mode & 0o777) == 0o600
+
+
+def test_a_reader_unsubscribes_in_a_real_browser_and_every_page_passes_axe(project: Path, web_server) -> None:
+    """Headless Chromium opens the unsubscribe link of a real message, clicks the button, sees the confirmation;
+    axe-core (WCAG 2 A/AA) finds nothing on any page, and nothing scrolls sideways at 375 px."""
+    from newsletter.toolchecks import AXE_TAGS, browser, node_modules
+
+    modules = node_modules(project)
+    axe = modules / "axe-core" / "axe.min.js" if modules else None
+    if axe is None or not axe.is_file():
+        pytest.fail("axe-core missing: scripts/install-test-tools") if os.environ.get("CI") else pytest.skip("axe")
+    base = web_server()
+    https = re.findall(r"<([^>]+)>", message_for(project, "clicker@example.org")["List-Unsubscribe"])[0]
+
+    def audit(page) -> list[str]:
+        page.add_script_tag(content=axe.read_text(encoding="utf-8"))
+        result = page.evaluate("async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+                               list(AXE_TAGS))  # fmt: skip
+        return [f"{v['id']}: {v['help']}" for v in result["violations"]]
+
+    with browser() as instance:
+        if instance is None:
+            pytest.fail("Chromium missing") if os.environ.get("CI") else pytest.skip("Chromium")
+        for width, dark in ((375, False), (1024, True)):
+            context = instance.new_context(
+                viewport={"width": width, "height": 800}, bypass_csp=True, color_scheme="dark" if dark else "light"
+            )  # the CSP forbids axe's script
+            page = context.new_page()
+            page.goto(https)
+            assert page.get_by_role("heading").first.inner_text() == "Unsubscribe from Seattle Neuro Blog?"
+            assert audit(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= width
+            assert not suppressed(project) or dark, "looking is not unsubscribing"
+            page.get_by_role("button", name="Unsubscribe").click()
+            page.wait_for_load_state()
+            assert page.get_by_role("heading").first.inner_text() == "You are unsubscribed"
+            assert audit(page) == [] and page.evaluate("document.documentElement.scrollWidth") <= width
+            page.get_by_role("button", name="Undo: subscribe me again").click()
+            page.wait_for_load_state()
+            assert page.get_by_role("heading").first.inner_text() == "You are subscribed again"
+            assert audit(page) == []
+            page.goto(base + "/")
+            assert audit(page) == []
+            context.close()
+    assert suppressed(project) == {}
