@@ -35,6 +35,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_gets(port: int, path: str, count: int) -> list[float]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     times = []
@@ -102,10 +108,12 @@ def main() -> None:
                 latencies.extend(mine)
                 answered.append(ok)
 
+        cpu_before = server_cpu(server.pid)
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.clients) as pool:
             list(pool.map(client, chunks))
         elapsed = time.perf_counter() - start
+        cpu = server_cpu(server.pid) - cpu_before
         with SuppressionStore(store_path(work)) as store:
             stored = len(store.keys())
         latencies.sort()
@@ -113,7 +121,8 @@ def main() -> None:
         p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
         print(f"one-click POST, {args.clients} concurrent clients, {args.requests:,} requests in {elapsed:.2f} s "
               f"({args.requests / elapsed:,.0f}/s): median {median:.1f} ms, p99 {p99:.1f} ms; answered 200: "
-              f"{sum(answered):,}; in the store: {stored:,}; lost: {sum(answered) - stored}")  # fmt: skip
+              f"{sum(answered):,}; in the store: {stored:,}; lost: {sum(answered) - stored}; the server's CPU per "
+              f"request: {cpu / args.requests * 1e6:.0f} µs")  # fmt: skip
         index = timed_gets(port, "/", 50)
         web = timed_gets(port, "/back-pain/", 50)
         print(f"archive index: median {statistics.median(index) * 1000:.1f} ms; web version of back-pain: median "
