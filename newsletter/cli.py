@@ -267,6 +267,24 @@ def cmd_unsuppress(args: argparse.Namespace) -> int:
     return 0 if removed else 1
 
 
+def cmd_dkim_keygen(args: argparse.Namespace) -> int:
+    from .addresses import parse_mailbox
+    from .config import load_environment
+    from .dkim import generate_key
+
+    env = load_environment()
+    publication = load_publication(env={**env, "DKIM_PRIVATE_KEY_FILE": ""})  # the key does not exist yet
+    domain = env.get("DKIM_DOMAIN", "").strip() or parse_mailbox(publication.sender, "sender").domain
+    target = args.out / f"{args.selector}.private"
+    if target.exists():
+        raise NewsletterError("a key with this selector is already there; choose another selector", target)
+    path, record = generate_key(args.type, args.selector, domain, args.out)
+    print(f"wrote {_shown(path)} (readable by you only)")
+    print(f"publish this DNS record:\n{record}")
+    print(f"then set DKIM_PRIVATE_KEY_FILE={path.resolve()} and DKIM_SELECTOR={args.selector} in .env")
+    return 0
+
+
 def cmd_install_checkers(args: argparse.Namespace) -> int:
     from .toolchecks import install_checkers
 
@@ -389,6 +407,12 @@ def _parser() -> argparse.ArgumentParser:
     suppress.add_argument("--reason", default="manual", choices=["manual", "unsubscribe", "bounce", "complaint"])
     unsuppress = command("unsuppress", cmd_unsuppress, "lift an address's suppression")
     unsuppress.add_argument("address")
+
+    keygen = command("dkim-keygen", cmd_dkim_keygen, "make a DKIM key (0600) and print the DNS record to publish")
+    keygen.add_argument("--selector", required=True, help="the DKIM selector, e.g. news2026")
+    keygen.add_argument("--type", choices=["rsa", "ed25519"], default="rsa",
+                        help="rsa (2048 bits, understood everywhere) or ed25519 (RFC 8463, faster)")  # fmt: skip
+    keygen.add_argument("--out", type=Path, required=True, help="folder for SELECTOR.private")
 
     command(
         "install-checkers",

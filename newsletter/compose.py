@@ -26,6 +26,7 @@ from email.quoprimime import body_encode
 from email.utils import format_datetime, formataddr
 
 from .addresses import ascii_address, mailbox_key, parse_mailbox
+from .dkim import DKIMSigner
 from .headers import check_header_value
 from .model import Recipient, RenderedEdition
 from .render import split_placeholders
@@ -112,6 +113,7 @@ class MessageFactory:
         self.rendered = rendered
         self.unique_ids = unique_ids
         self._keys = unsubscribe_keys(publication.unsubscribe_secret)
+        self._signer = DKIMSigner(publication.dkim) if publication.dkim else None
         self.sender = parse_mailbox(publication.sender, "sender (NEWSLETTER_FROM or [publication] from)")
         self.subject = check_header_value(
             "subject", subject_prefix + rendered.edition.subject, rendered.edition.folder / "issue.toml"
@@ -171,7 +173,7 @@ class MessageFactory:
         unsubscribe link (its URL and the secret that signs it), all through a probe recipient's message.
         A resumed send compares it, so one edition's recipients never get two different messages."""
         probe = Recipient("probe@fingerprint.invalid", "Probe", {f: f"[{f}]" for f in self._fields})
-        data = re.sub(rb"\r\nDate: [^\r\n]*", b"", self.compose(probe).data, count=1)
+        data = re.sub(rb"\r\nDate: [^\r\n]*", b"", self._unsigned(probe)[1], count=1)
         return hashlib.sha256(data).hexdigest()
 
     def personalise(self, recipient: Recipient) -> tuple[str, str]:
@@ -180,7 +182,14 @@ class MessageFactory:
         return self._text.fill(values), self._html.fill(values)
 
     def compose(self, recipient: Recipient) -> ComposedMessage:
-        """Return the message for one recipient, ready to write to disk or hand to SMTP as is."""
+        """Return the message for one recipient, ready to write to disk or hand to SMTP as is (DKIM-signed when
+        a key is configured)."""
+        message_id, data = self._unsigned(recipient)
+        if self._signer is not None:
+            data = self._signer.sign(data)
+        return ComposedMessage(recipient, message_id, data, dot_safe=True)
+
+    def _unsigned(self, recipient: Recipient) -> tuple[str, bytes]:
         check_header_value("recipient name", recipient.name, line=recipient.line)
         values = self.values_for(recipient)
         message_id = self.message_id(recipient)
@@ -203,8 +212,7 @@ class MessageFactory:
                 "",
             ]
         )
-        data = own.encode("ascii") + self._common_headers + EOL.encode() + body.encode("ascii")
-        return ComposedMessage(recipient, message_id, data, dot_safe=True)
+        return message_id, own.encode("ascii") + self._common_headers + EOL.encode() + body.encode("ascii")
 
     def _to(self, recipient: Recipient) -> str:
         """The To value from the recipient's fields. Plain ASCII names (most of them) are quoted by formataddr;

@@ -17,13 +17,19 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .addresses import ascii_address, ascii_domain, parse_mailbox
+from .dkim import key_from_environment
 from .errors import ConfigError, ContentError
 from .headers import check_header_value
 from .model import Publication
 
 CONFIG_FILE = "newsletter.toml"
 SECURITY_MODES = ("starttls", "ssl", "none")
-_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret", "sender"}
+_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {
+    "source",
+    "unsubscribe_secret",
+    "sender",
+    "dkim",
+}
 
 
 def load_environment(root: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -72,6 +78,7 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
         publication,
         unsubscribe_url=ascii_url(publication.unsubscribe_url),
         unsubscribe_mailto=ascii_address(publication.unsubscribe_mailto),
+        dkim=key_from_environment(env, parse_mailbox(publication.sender, "sender").domain),
     )
 
 

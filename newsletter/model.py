@@ -39,6 +39,7 @@ class Publication:
     copyright: str = DEFAULT_COPYRIGHT
     suppression_file: str = ""
     unsubscribe_secret: str = field(default="", repr=False)
+    dkim: object = field(default=None, repr=False)  # a dkim.DKIMKey from DKIM_* in the environment, or None
     source: Path | None = None
 
 
