@@ -13,7 +13,6 @@ import argparse
 import csv
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,15 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-EDITION = "back-pain"
-SINK = "/usr/sbin/smtp-sink"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from common import EDITION, REPO, free_port, running, smtp_sink
 
 
 def command(work: Path, env: dict[str, str], *args: str) -> float:
@@ -48,14 +39,18 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=10_000)
     count = parser.parse_args().recipients
     sys.path.insert(0, str(REPO))
+    work = Path(tempfile.mkdtemp(prefix="newsletter-dkim-bench-"))
+    port = free_port()
+    with running(smtp_sink(port), port):
+        measure(work, port, count)
+
+
+def measure(work: Path, port: int, count: int) -> None:
     from newsletter.compose import MessageFactory
     from newsletter.dkim import DKIMSigner, generate_key, load_key
     from newsletter.model import Recipient
     from newsletter.pipeline import render_checked
 
-    work = Path(tempfile.mkdtemp(prefix="newsletter-dkim-bench-"))
-    port = free_port()
-    sink = subprocess.Popen([SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"], stderr=subprocess.DEVNULL)
     try:
         shutil.copytree(REPO / "issues", work / "issues")
         shutil.copy(REPO / "newsletter.toml", work / "newsletter.toml")
@@ -85,8 +80,6 @@ def main() -> None:
             send = command(work, env, "send", EDITION, "--recipients", "list.csv", "--yes", "--connections", "4")
             print(f"{name:>8} {count / export:>8,.0f} {count / send:>32,.0f}")
     finally:
-        sink.terminate()
-        sink.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 

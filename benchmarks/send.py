@@ -21,7 +21,6 @@ installs it. `--profile` runs one loopback send in-process under cProfile.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import cProfile
 import csv
 import io
@@ -29,50 +28,18 @@ import os
 import pstats
 import shutil
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-EDITION = "back-pain"
-SINK = "/usr/sbin/smtp-sink"
+from common import EDITION, REPO, SINK, free_port, running, smtp_sink
+
 SOURCE = "/usr/sbin/smtp-source"
 RELAY_SINK = Path(__file__).resolve().parent / "relay_sink.py"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running(command: list[str], port: int) -> Iterator[None]:
-    """Start a sink and wait until it accepts connections; stop it afterwards."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise SystemExit(f"{command[0]} did not start")
-        yield
-    finally:
-        process.terminate()
-        process.wait()
-
-
-def smtp_sink(port: int) -> list[str]:
-    return [SINK, "-u", "nobody", f"127.0.0.1:{port}", "1024"]
 
 
 def relay_sink(port: int, mean: float, hang: int = 0) -> list[str]:
