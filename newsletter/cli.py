@@ -18,6 +18,7 @@ from . import __version__
 from .config import load_publication
 from .errors import CheckFailed, NewsletterError
 from .pipeline import build_edition, check_edition, export_edition, preview_edition
+from .suppressions import complaint_warning, edition_reports
 from .writer import csv_text
 
 
@@ -117,6 +118,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             f"{plan.pending} of {plan.total} recipient(s) to send via {plan.host}, "
             f"{plan.connections} connection(s), rate {plan.rate}"
         )
+        for warning in _complaint_warnings(Path.cwd()):
+            print(f"newsletter: warning: {warning}", file=sys.stderr)
         if plan.pending == 0:
             print("nothing left to send; `newsletter status` shows how it went")
             counts = send.counts()
@@ -145,6 +148,22 @@ def cmd_send(args: argparse.Namespace) -> int:
     if done.done < done.total:
         print(f"{done.total - done.done} recipient(s) still pending; run the same command again to continue")
     return _send_exit(done.failed, done.in_doubt)
+
+
+def _complaint_warnings(root: Path) -> list[str]:
+    """Editions sent before whose complaint rate is over Gmail's 0.1%, for the next send's plan."""
+    from .journal import JournalReader
+    from .journal.reader import JOURNAL_DIR
+
+    warnings = []
+    for path in sorted((root / JOURNAL_DIR).glob("*.sqlite")):
+        complaints = edition_reports(root, path.stem).get("complaint", 0)
+        if complaints:
+            with contextlib.suppress(NewsletterError), JournalReader(path) as journal:
+                warning = complaint_warning(complaints, journal.counts()["sent"])
+                if warning:
+                    warnings.append(f"edition {path.stem}: {warning}")
+    return warnings
 
 
 def _send_exit(failed: int, in_doubt: int) -> int:
@@ -210,8 +229,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write(csv_text([["email", "state", "attempts", "reply", "message_id"], *problems]))
         return 0
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
+    reports = edition_reports(Path.cwd(), edition_folder(args.edition).name)
+    print(f"bounced {reports.get('bounce', 0)}, complained {reports.get('complaint', 0)}, "
+          f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`)")  # fmt: skip
+    warning = complaint_warning(reports.get("complaint", 0), counts["sent"])
+    if warning:
+        print(f"newsletter: warning: {warning}", file=sys.stderr)
     for email, state, attempts, reply, _ in problems:
         print(f"{state}: {email} ({attempts} attempt(s)): {reply}")
+    return 0
+
+
+def cmd_bounces(args: argparse.Namespace) -> int:
+    from .bounces import KINDS, BounceReader, Summary, read_maildir, read_mbox
+
+    reader = BounceReader(Path.cwd(), load_publication())
+    summary = Summary()
+    try:
+        if args.maildir:
+            read_maildir(args.maildir, reader, summary)
+        else:
+            read_mbox(args.mbox, reader, summary)
+    finally:
+        reader.close()
+    if args.verbose:
+        for line in summary.lines:
+            print(line)
+    for kind in KINDS:
+        print(f"{kind}: {summary.counts[kind]}")
+    print(f"{summary.suppressed} address(es) suppressed")
     return 0
 
 
@@ -399,6 +445,11 @@ def _parser() -> argparse.ArgumentParser:
     archive = command("archive", cmd_archive, "write the archive and feed as static files")
     archive.add_argument("--out", type=Path, required=True, help="output folder")
     archive.add_argument("--drafts", action="store_true", help="every edition, not only those sent")
+
+    bounces = command("bounces", cmd_bounces, "read bounces, complaints and mailto unsubscribes into suppressions")
+    source = bounces.add_mutually_exclusive_group(required=True)
+    source.add_argument("--maildir", type=Path, help="a Maildir the bounce address delivers to")
+    source.add_argument("--mbox", type=Path, help="an mbox file the bounce address delivers to")
 
     listing = command("suppressions", cmd_suppressions, "list suppressed addresses: reason, source, time")
     listing.add_argument("--csv", action="store_true", help="as CSV")

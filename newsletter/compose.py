@@ -46,16 +46,18 @@ class ComposedMessage:
     message_id: str
     data: bytes
     dot_safe: bool = False  # no line of `data` starts with a dot, so SMTP need not dot-stuff it (compose's own)
+    envelope_from: str = ""  # the SMTP sender (MAIL FROM) when it is not the From address: a VERP return path
 
 
 def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
     """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
     digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
-    return f"<{digest}.{_label(edition_name)}@{domain}>"
+    return f"<{digest}.{message_label(edition_name)}@{domain}>"
 
 
 @functools.lru_cache
-def _label(edition_name: str) -> str:
+def message_label(edition_name: str) -> str:
+    """The edition as our Message-IDs show it (what `bounces` reads back from a quoted original)."""
     return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
 
 
@@ -128,7 +130,8 @@ class MessageFactory:
         self._html = _Body(rendered.html, self._fields, rendered.placeholder_key, escape=True)
         self._unsubscribe_index = self._fields.index("unsubscribe_url")
         mailto = publication.unsubscribe_mailto
-        self._unsubscribe_mailto = f",{EOL} <mailto:{mailto}?subject=unsubscribe>" if mailto else ""
+        # the mailto: half carries the same token in its subject, so `bounces` can tell who wrote, unforgeably
+        self._unsubscribe_mailto = f",{EOL} <mailto:{mailto}?subject=unsubscribe%20{{token}}>" if mailto else ""
         self._part_head = (
             'Content-Type: text/{}; charset="utf-8"' + EOL + "Content-Transfer-Encoding: quoted-printable" + EOL * 2
         )
@@ -150,10 +153,10 @@ class MessageFactory:
         message["Content-Type"] = f'multipart/alternative; boundary="{self._boundary}"'
         return _header_block(message)
 
-    def values_for(self, recipient: Recipient) -> tuple[str, ...]:
+    def values_for(self, recipient: Recipient, token: str | None = None) -> tuple[str, ...]:
         """The recipient's field values in placeholder order."""
         publication = self.rendered.publication
-        token = unsubscribe_token(self._keys, publication.list_id, recipient.email)
+        token = token or unsubscribe_token(self._keys, publication.list_id, recipient.email)
         known = {
             "email": recipient.email,
             "name": recipient.name or publication.greeting_fallback,
@@ -163,7 +166,7 @@ class MessageFactory:
 
     def message_id(self, recipient: Recipient) -> str:
         if self.unique_ids:
-            return f"<{uuid.uuid4().hex}.test.{_label(self.rendered.edition.name)}@{self.sender.domain}>"
+            return f"<{uuid.uuid4().hex}.test.{message_label(self.rendered.edition.name)}@{self.sender.domain}>"
         return message_id_for(
             self.rendered.edition.name, self.rendered.publication.list_id, recipient.email, self.sender.domain
         )
@@ -191,14 +194,16 @@ class MessageFactory:
 
     def _unsigned(self, recipient: Recipient) -> tuple[str, bytes]:
         check_header_value("recipient name", recipient.name, line=recipient.line)
-        values = self.values_for(recipient)
+        token = unsubscribe_token(self._keys, self.rendered.publication.list_id, recipient.email)
+        values = self.values_for(recipient, token)
         message_id = self.message_id(recipient)
         unsubscribe_url = values[self._unsubscribe_index]
+        mailto = self._unsubscribe_mailto.replace("{token}", token)
         own = EOL.join(
             [
                 f"To: {self._to(recipient)}",
                 f"Message-ID: {message_id}",
-                f"List-Unsubscribe: <{unsubscribe_url}>{self._unsubscribe_mailto}",
+                f"List-Unsubscribe: <{unsubscribe_url}>{mailto}",
                 "",
             ]
         )

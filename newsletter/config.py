@@ -117,6 +117,11 @@ def _check_publication(publication: Publication, source: str) -> None:
     parse_mailbox(publication.sender, "[publication] from", source)
     if publication.reply_to:
         parse_mailbox(publication.reply_to, "[publication] reply_to", source)
+    if publication.bounce_address:
+        bounce = parse_mailbox(publication.bounce_address, "[publication] bounce_address", source)
+        if "+" in bounce.username or len(bounce.username) > 24:
+            raise ConfigError("[publication] bounce_address: its local part must be short and without '+' (each "
+                              "message's return path adds +TAG to it, within 64 characters)", source)  # fmt: skip
     if not publication.unsubscribe_url.startswith("https://") and not (
         publication.site_url and publication.unsubscribe_url.startswith(publication.site_url)
     ):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import math
 import signal
@@ -28,11 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .addresses import parse_mailbox
 from .errors import ConfigError, DeliveryError, NewsletterError, SetupFailed
 from .journal import Claim, Journal, JournalReader, JournalStore, Outcome, RateLimit, State, Step, journal_path
+from .model import Publication
 from .pipeline import prepare_for_recipients
 from .policy import FailureWatch, RetryPolicy, Throttle
 from .recipients import suppressed_addresses
+from .tokens import unsubscribe_keys, verp_tag
 from .transport import Transport, TransportFactory, transport_for
 
 SUPPRESSION_POLL_SECONDS = 2.0
@@ -140,6 +144,16 @@ class SendPlan:
     resuming: bool
 
 
+def _return_path(publication: Publication, edition: str) -> Callable[[int], str] | None:
+    """With `bounce_address`, the VERP return path of each journal row: bounces+TAG@domain, so that a bounce
+    names its recipient even when the remote server's report leaves the original message out."""
+    if not publication.bounce_address:
+        return None
+    local, _, domain = parse_mailbox(publication.bounce_address, "bounce_address").addr_spec.rpartition("@")
+    keys = unsubscribe_keys(publication.unsubscribe_secret)
+    return lambda row_id: f"{local}+{verp_tag(keys, publication.list_id, edition, row_id)}@{domain}"
+
+
 def recipients_fingerprint(rows: list[tuple]) -> str:
     digest = hashlib.sha256()
     for recipient, _ in rows:
@@ -168,6 +182,7 @@ class Send:
         else:
             self.where = transport().where
         self.new_transport = transport
+        self.return_path = _return_path(publication, self.factory.rendered.edition.name)
         self.suppressed = suppressed_addresses(publication, self.root)
         self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
         self._prints = (self.factory.fingerprint(), recipients_fingerprint(self._rows))
@@ -447,6 +462,8 @@ class _Runner:
 
     async def _deliver(self, lane: _Lane, claim: Claim) -> Outcome:
         message = self.send.factory.compose(claim.recipient)
+        if self.send.return_path is not None:
+            message = dataclasses.replace(message, envelope_from=self.send.return_path(claim.id))
         try:
             reply = await lane.transport.send(message)
         except DeliveryError as error:

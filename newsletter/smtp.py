@@ -174,7 +174,7 @@ class SMTPTransport(Transport):
         went_out = False
         try:
             async with asyncio.timeout(self.settings.timeout):
-                await self._envelope(recipient)
+                await self._envelope(recipient, envelope_address(message.envelope_from) or self.sender)
                 went_out = True  # from here on a lost connection leaves it unknown whether the server kept it
                 self._writer.write(data + b".\r\n")
                 if self.verbose:
@@ -194,9 +194,9 @@ class SMTPTransport(Transport):
             raise _refusal(f"{self.where}: message to {recipient} refused after DATA: {_joined(code, lines)}", code)
         return _joined(code, lines)
 
-    async def _envelope(self, recipient: str) -> None:
+    async def _envelope(self, recipient: str, sender: str) -> None:
         """MAIL FROM, RCPT TO and DATA up to the server's 354; a refusal resets the session and raises."""
-        commands = [f"MAIL FROM:<{self.sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
         replies: list[tuple[int, list[str]]] = []
         if "pipelining" in self.extensions:
             self._write("".join(f"{command}\r\n" for command in commands), commands)
@@ -216,7 +216,7 @@ class SMTPTransport(Transport):
         if self._writer is not None:
             await self._command("RSET")
         if mail != 250:
-            raise _refusal(f"{self.where}: MAIL FROM:<{self.sender}> refused: {_joined(mail, mail_text)}", mail)
+            raise _refusal(f"{self.where}: MAIL FROM:<{sender}> refused: {_joined(mail, mail_text)}", mail)
         if rcpt not in (250, 251):
             raise _refusal(f"{self.where} refused recipient {recipient}: {_joined(rcpt, rcpt_text)}", rcpt)
         raise _refusal(f"{self.where}: DATA refused: {_joined(data, data_text)}", data)

@@ -32,9 +32,14 @@ CREATE TABLE IF NOT EXISTS suppressions (
     reason TEXT NOT NULL,
     source TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '',
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    edition TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS soft_bounces (key TEXT NOT NULL, edition TEXT NOT NULL, at REAL NOT NULL,
+                                         PRIMARY KEY (key, edition));
+CREATE TABLE IF NOT EXISTS processed (digest TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+SOFT_BOUNCE_LIMIT = 3  # temporary failures on this many different editions make a bounce
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Suppression:
     source: str
     at: float
     detail: str = ""
+    edition: str = ""
 
 
 def store_path(root: Path) -> Path:
@@ -80,7 +86,7 @@ class SuppressionStore:
         except sqlite3.Error as error:
             raise JournalError(f"cannot use the suppression store: {error}", self.path) from None
 
-    def add(self, address: str, reason: str, source: str, detail: str = "") -> bool:
+    def add(self, address: str, reason: str, source: str, detail: str = "", edition: str = "") -> bool:
         """Suppress `address`; True when it was not suppressed before (a repeat changes nothing)."""
         if reason not in REASONS:
             raise ContentError(f"unknown reason {reason!r} (one of {', '.join(REASONS)})")
@@ -89,9 +95,9 @@ class SuppressionStore:
             raise ContentError(problem)
         with self._errors():
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO suppressions (key, address, reason, source, detail, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (mailbox_key(email), email, reason, source, " ".join(detail.split())[:500], time.time()),
+                "INSERT OR IGNORE INTO suppressions (key, address, reason, source, detail, at, edition) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mailbox_key(email), email, reason, source, " ".join(detail.split())[:500], time.time(), edition),
             )
         return cursor.rowcount == 1
 
@@ -102,12 +108,12 @@ class SuppressionStore:
             _, email, problem = split_mailbox(address)
             if problem or reason not in REASONS:
                 raise ContentError(problem or f"unknown reason {reason!r}")
-            rows.append((mailbox_key(email), email, reason, source, "", time.time()))
+            rows.append((mailbox_key(email), email, reason, source, "", time.time(), ""))
         with self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 added = self._db.total_changes - before
                 self._db.execute("COMMIT")
             except BaseException:
@@ -131,8 +137,32 @@ class SuppressionStore:
 
     def entries(self) -> list[Suppression]:
         with self._errors():
-            rows = self._db.execute("SELECT address, reason, source, at, detail FROM suppressions ORDER BY at, key")
+            rows = self._db.execute(
+                "SELECT address, reason, source, at, detail, edition FROM suppressions ORDER BY at, key"
+            )
             return [Suppression(*row) for row in rows]
+
+    def soft_bounce(self, address: str, edition: str) -> int:
+        """Count a temporary failure; returns on how many different editions the address has failed so."""
+        key = mailbox_key(address)
+        with self._errors():
+            self._db.execute("INSERT OR IGNORE INTO soft_bounces VALUES (?, ?, ?)", (key, edition, time.time()))
+            return self._db.execute("SELECT count(*) FROM soft_bounces WHERE key = ?", (key,)).fetchone()[0]
+
+    def first_time(self, digest: str) -> bool:
+        """True the first time a report with this digest is seen (an mbox cannot be marked as read)."""
+        with self._errors():
+            cursor = self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
+        return cursor.rowcount == 1
+
+    def counts_for(self, edition: str) -> dict[str, int]:
+        """Suppressions a report about this edition caused, by reason."""
+        with self._errors():
+            return dict(
+                self._db.execute(
+                    "SELECT reason, count(*) FROM suppressions WHERE edition = ? GROUP BY reason", (edition,)
+                )
+            )
 
 
 def stored_keys(root: Path) -> frozenset[str]:
@@ -142,3 +172,25 @@ def stored_keys(root: Path) -> frozenset[str]:
         return frozenset()
     with SuppressionStore(path) as store:
         return store.keys()
+
+
+COMPLAINT_LIMIT = 0.001  # Gmail asks bulk senders to stay under 0.1% and never reach 0.3%
+
+
+def edition_reports(root: Path, edition: str) -> dict[str, int]:
+    """What `bounces` recorded about an edition's messages, by reason (nothing when there is no store)."""
+    path = store_path(root)
+    if not path.is_file():
+        return {}
+    with SuppressionStore(path) as store:
+        return store.counts_for(edition)
+
+
+def complaint_warning(complaints: int, sent: int) -> str:
+    """A warning when complaints exceed 0.1% of the messages sent, else ''."""
+    if not sent or complaints / sent <= COMPLAINT_LIMIT:
+        return ""
+    return (
+        f"{complaints} complaint(s) for {sent} message(s) sent ({complaints / sent:.2%}): Gmail asks bulk "
+        "senders to stay under 0.1% and never reach 0.3%; check who is on the list and how they joined"
+    )

@@ -127,3 +127,33 @@ def read_undo_token(keys: list[bytes], list_id: str, token: str, now: float | No
     if not issued.isdigit() or (now if now is not None else time.time()) - int(issued) > UNDO_SECONDS:
         return None
     return address
+
+
+def _code(text: str, length: int) -> str:
+    return base64.b32encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")[:length].lower()
+
+
+def edition_code(list_id: str, edition: str) -> str:
+    """Five characters that tell an edition apart from the others of the list, in a VERP tag."""
+    return _code(f"{list_id}\0{edition}", 5)
+
+
+def verp_tag(keys: list[bytes], list_id: str, edition: str, row_id: int) -> str:
+    """`k3j4h-123-a7f3k2m9`: the edition, the recipient's row in its send journal, and a MAC, short enough for a
+    local part (`bounces+TAG`), in lower case because some servers lower-case what they bounce to."""
+    code = edition_code(list_id, edition)
+    mac = base64.b32encode(_mac(keys[0], b"verp", f"{list_id}\0{code}\0{row_id}".encode())).decode()[:8].lower()
+    return f"{code}-{row_id}-{mac}"
+
+
+def read_verp_tag(keys: list[bytes], list_id: str, tag: str) -> tuple[str, int] | None:
+    """(edition code, row id) of a tag made with any of `keys`, or None."""
+    match = re.fullmatch(r"([a-z2-7]{5})-(\d{1,9})-([a-z2-7]{8})", tag.lower())
+    if match is None:
+        return None
+    code, row_id, mac = match[1], int(match[2]), match[3]
+    for key in keys:
+        expected = base64.b32encode(_mac(key, b"verp", f"{list_id}\0{code}\0{row_id}".encode())).decode()[:8]
+        if hmac.compare_digest(expected.lower(), mac):
+            return code, row_id
+    return None

@@ -72,7 +72,7 @@ def test_headers_field_by_field(factory: MessageFactory) -> None:
     assert recipient.email not in https and "zoe" not in https.lower(), "no plain address in the URL"
     keys = unsubscribe_keys(factory.rendered.publication.unsubscribe_secret)
     assert read_unsubscribe_token(keys, "news.seattle-neuro.example.org", token) == recipient.email
-    assert mailto == "mailto:unsubscribe@example.org?subject=unsubscribe"
+    assert mailto == f"mailto:unsubscribe@example.org?subject=unsubscribe%20{token}"
     text, html = parts(message)
     assert https in text and https in html
     assert "Hi Zoë Müller-Lüdenscheidt, Ph.D. 😀," in text

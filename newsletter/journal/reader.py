@@ -66,6 +66,12 @@ class JournalReader:
             counts.update(self._db.execute("SELECT state, count(*) FROM recipients GROUP BY state"))
         return counts
 
+    def email_of(self, row_id: int) -> str | None:
+        """The address of a journal row (what a VERP tag names)."""
+        with sqlite_errors(self.path, "read"):
+            row = self._db.execute("SELECT email FROM recipients WHERE id = ?", (row_id,)).fetchone()
+        return row[0] if row else None
+
     def problems(self) -> list[tuple[str, str, int, str, str]]:
         """(email, state, attempts, reply, message_id) of every failed and in-doubt recipient."""
         with sqlite_errors(self.path, "read"):

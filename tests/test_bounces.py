@@ -1,0 +1,284 @@
+"""VERP return paths and `newsletter bounces`: DSNs, abuse reports, mailto unsubscribes and auto-replies sorted, each
+report acted on once. The reports are built the way Postfix, Exim, qmail and the big providers' feedback loops
+write them (RFC 3464, RFC 5965)."""
+
+from __future__ import annotations
+
+import mailbox
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SAMPLE_EDITION
+
+from newsletter.journal import JournalStore, journal_path
+from newsletter.model import Recipient
+from newsletter.suppressions import SuppressionStore, store_path
+from newsletter.tokens import read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
+
+SECRET = "bounce-test-secret"
+LIST_ID = "news.seattle-neuro.example.org"
+KEYS = unsubscribe_keys(SECRET)
+
+
+@pytest.fixture
+def sent(project: Path, monkeypatch) -> Path:
+    """bounce_address configured, and a journal of the sample edition that went to r0..r9@example.org."""
+    toml = project / "newsletter.toml"
+    toml.write_text(toml.read_text(encoding="utf-8") + 'bounce_address = "bounces@example.org"\n', encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
+    rows = [(Recipient(f"r{i}@example.org"), f"<{i}@example.org>") for i in range(10)]
+    with JournalStore(journal_path(project, SAMPLE_EDITION)) as journal:
+        journal.start("e", "r", rows, project / "list.csv")
+        journal.commit([], list(range(1, 11)), time.time())
+        journal._db.execute("UPDATE recipients SET state = 'sent'")
+    return project
+
+
+def verp(row_id: int, edition: str = SAMPLE_EDITION) -> str:
+    return f"bounces+{verp_tag(KEYS, LIST_ID, edition, row_id)}@example.org"
+
+
+def dsn(to: str, recipient: str, status: str, action: str = "failed", original: bool = True) -> bytes:
+    """A delivery status notification as Postfix writes it."""
+    quoted = ("--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Seattle Neuro Blog <newsletter@example.org>\r\n"
+              f"To: {recipient}\r\nSubject: Is Physical Therapy Worth It?\r\n"
+              f"Message-ID: <0123abcd.{SAMPLE_EDITION}@example.org>\r\n\r\n") if original else ""  # fmt: skip
+    return (
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {to}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        f"Message-ID: <dsn-{recipient}-{status}-{to}>\r\n\r\n"
+        "--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not be "
+        "delivered.\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {status[0]}50 {status} mailbox problem for {recipient}\r\n\r\n"
+        f"{quoted}--B--\r\n"
+    ).encode()
+
+
+def arf(recipient: str) -> bytes:
+    """An abuse report as a provider's feedback loop sends it (RFC 5965), the original message quoted."""
+    return (
+        "From: feedback@fbl.example.net\r\nTo: abuse@example.org\r\nSubject: Complaint\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="F"\r\n'
+        f"Message-ID: <arf-{recipient}>\r\n\r\n"
+        "--F\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n"
+        "--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: FBL/1.0\r\n"
+        "Version: 1\r\nReporting-MTA: dns; fbl.example.net\r\n\r\n"
+        "--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: Seattle Neuro Blog <newsletter@example.org>\r\n"
+        f"To: {recipient}\r\nSubject: Is Physical Therapy Worth It?\r\n"
+        f"Message-ID: <0123abcd.{SAMPLE_EDITION}@example.org>\r\n\r\nbody\r\n--F--\r\n"
+    ).encode()
+
+
+def plain(to: str, subject: str, extra: str = "", sender: str = "someone@example.net", body: str = "Hello") -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n{extra}Message-ID: <{subject[:20]}-{to}>\r\n"
+            f"\r\n{body}\r\n").encode()  # fmt: skip
+
+
+QMAIL = ("Hi. This is the qmail-send program at mail.example.com.\r\nI'm afraid I wasn't able to deliver your "
+         "message to the following addresses.\r\nThis is a permanent error; I've given up. Sorry it didn't work "
+         "out.\r\n\r\n<r7@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+         "--- Below this line is a copy of the message.\r\n")  # fmt: skip
+
+
+def maildir(folder: Path, messages: list[bytes]) -> Path:
+    box = mailbox.Maildir(folder, create=True)
+    for data in messages:
+        box.add(data)
+    return folder
+
+
+def suppressed(project: Path) -> dict[str, tuple[str, str]]:
+    with SuppressionStore(store_path(project)) as store:
+        return {e.address: (e.reason, e.edition) for e in store.entries()}
+
+
+def test_verp_tags_are_short_verified_and_name_edition_and_row() -> None:
+    tag = verp_tag(KEYS, LIST_ID, SAMPLE_EDITION, 123456)
+    assert len(f"bounces+{tag}") <= 64
+    assert read_verp_tag(KEYS, LIST_ID, tag)[1] == 123456
+    assert read_verp_tag(KEYS, LIST_ID, tag.upper())[1] == 123456, "servers may change the case"
+    assert read_verp_tag(KEYS, LIST_ID, tag[:-1] + ("a" if tag[-1] != "a" else "b")) is None
+    assert read_verp_tag(unsubscribe_keys("other"), LIST_ID, tag) is None
+
+
+def test_send_uses_a_verp_return_path_per_recipient(sent: Path, smtp_server, smtp_env) -> None:
+    from newsletter.send import Send, SendOptions
+
+    journal_path(sent, SAMPLE_EDITION).unlink()
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    (sent / "list.csv").write_text("email\na@example.org\nb@example.org\n", encoding="utf-8")
+    send = Send(SAMPLE_EDITION, sent / "list.csv", sent, SendOptions())
+    try:
+        assert send.run().complete
+    finally:
+        send.close()
+    senders = {r.rcpt_tos[0]: r.mail_from for r in server.handler.received}
+    for row_id, address in enumerate(("a@example.org", "b@example.org"), start=1):
+        local, _, domain = senders[address].partition("@")
+        assert domain == "example.org" and local.startswith("bounces+") and len(local) <= 64
+        assert read_verp_tag(KEYS, LIST_ID, local.split("+", 1)[1])[1] == row_id
+
+
+def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, smtp_env) -> None:
+    token = unsubscribe_token(KEYS, LIST_ID, "r5@example.org")
+    box = maildir(tmp_path / "Maildir", [
+        dsn(verp(1), "r0@example.org", "5.1.1"),                              # hard bounce, by its VERP tag
+        dsn(verp(2), "alias-of-r1@mx.example.net", "5.2.1", original=False),  # the tag wins over the report
+        dsn("bounces@example.org", "r2@example.org", "5.0.0"),                # no tag: the report's recipient
+        dsn(verp(4), "r3@example.org", "4.2.2", action="delayed"),            # temporary: counted only
+        arf("r4@example.org"),                                                 # complaint
+        plain("Unsubscribe <unsubscribe@example.org>", f"unsubscribe {token}", sender="r5@example.org"),
+        plain("unsubscribe@example.org", "unsubscribe " + "A" * 40),          # a forged token: left alone
+        plain(verp(7), "Out of Office: back Monday", "Auto-Submitted: auto-replied\r\n"),
+        plain(verp(8), "Automatic reply: Is Physical Therapy Worth It?"),
+        plain("bounces@example.org", "failure notice", sender="MAILER-DAEMON@mail.example.com", body=QMAIL),
+        plain("bounces@example.org", "Hello from a reader"),
+    ])  # fmt: skip
+    result = cli("bounces", "--maildir", box, "-v")
+    assert result.code == 0, result.err
+    assert {a: r for a, (r, _) in suppressed(sent).items()} == {
+        "r0@example.org": "bounce", "r1@example.org": "bounce", "r2@example.org": "bounce",
+        "r4@example.org": "complaint", "r5@example.org": "unsubscribe", "r7@example.org": "bounce",
+    }  # fmt: skip
+    assert suppressed(sent)["r0@example.org"][1] == SAMPLE_EDITION
+    for line in ("bounce: 4", "soft-bounce: 1", "complaint: 1", "unsubscribe: 1", "auto-reply: 2", "other: 2",
+                 "6 address(es) suppressed"):  # fmt: skip
+        assert line in result.out.splitlines(), line
+    assert "bounce: r0@example.org (suppressed): smtp; 550 5.1.1" in result.out
+    again = cli("bounces", "--maildir", box)
+    assert again.code == 0 and "0 address(es) suppressed" in again.out and "bounce: 0" in again.out
+    assert not list((box / "new").iterdir()), "every message was moved to cur/ and flagged seen"
+    status = cli("status", SAMPLE_EDITION)
+    assert "bounced 3, complained 1, unsubscribed 0" in status.out  # r7's report named no edition
+    assert "warning: 1 complaint(s) for 10 message(s) sent (10.00%)" in status.err
+    (sent / "list.csv").write_text("email\nz@example.org\n", encoding="utf-8")
+    smtp_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9", "SMTP_SECURITY": "none"})  # never reached
+    plan = cli("send", "spring-clinic", "--recipients", "list.csv")  # no terminal: it shows the plan and stops
+    assert f"warning: edition {SAMPLE_EDITION}: 1 complaint(s) for 10 message(s) sent" in plan.err
+
+
+def test_three_temporary_failures_on_different_editions_suppress(sent: Path, cli, tmp_path: Path) -> None:
+    for number, edition in enumerate(("one", "two", "two", "three")):
+        path = journal_path(sent, edition)
+        with JournalStore(path) as journal:
+            if not journal.meta():  # the second report about edition two finds it there
+                journal.start("e", "r", [(Recipient("r3@example.org"), "<x@example.org>")], sent / "list.csv")
+        box = maildir(tmp_path / f"box{number}", [dsn(verp(1, edition), "r3@example.org", "4.4.1", "delayed")])
+        assert cli("bounces", "--maildir", box).code == 0
+        assert ("r3@example.org" in suppressed(sent)) == (edition == "three"), edition
+    assert suppressed(sent)["r3@example.org"][0] == "bounce"
+
+
+def test_an_mbox_is_read_once(sent: Path, cli, tmp_path: Path) -> None:
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(path)
+    box.add(dsn(verp(1), "r0@example.org", "5.1.1"))
+    box.add(arf("r4@example.org"))
+    box.close()
+    first = cli("bounces", "--mbox", path)
+    assert first.code == 0 and "2 address(es) suppressed" in first.out
+    second = cli("bounces", "--mbox", path)
+    assert "bounce: 0" in second.out and "complaint: 0" in second.out
+    assert len(suppressed(sent)) == 2
+
+
+def test_a_missing_mailbox_is_one_line(sent: Path, cli, tmp_path: Path) -> None:
+    result = cli("bounces", "--maildir", tmp_path / "nowhere")
+    assert result.code == 1 and result.err.count("\n") == 1 and "Traceback" not in result.err
+
+
+@pytest.fixture
+def postfix(tmp_path: Path):
+    """A real Postfix on a loopback port, in a configuration of its own: example.org is a virtual domain where
+    bounces@ and reader@ have Maildirs and every other address is unknown, so Postfix accepts the message, fails
+    to deliver it, and mails its own DSN to the return path, which lands in bounces@'s Maildir."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from conftest import free_port
+
+    if shutil.which("postfix") is None or os.geteuid() != 0:
+        why = "Postfix (apt-get install postfix) and root are needed to run a Postfix of the test's own"
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+    base = Path(tempfile.mkdtemp(prefix="newsletter-postfix-", dir="/tmp"))  # Postfix's users must reach it
+    base.chmod(0o755)
+    port = free_port()
+    conf, mail = base / "conf", base / "mail"
+    for folder in (conf, mail, base / "queue", base / "data"):
+        folder.mkdir()
+    shutil.chown(base / "data", "postfix")
+    shutil.chown(mail, "nobody")
+    uid, gid = (
+        subprocess.run(["id", flag, "nobody"], capture_output=True, text=True).stdout.strip() for flag in ["-u", "-g"]
+    )
+    (conf / "main.cf").write_text(f"""
+queue_directory = {base}/queue
+data_directory = {base}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = mx.test.example
+mydomain = test.example
+myorigin = test.example
+mydestination =
+mynetworks = 127.0.0.0/8
+virtual_mailbox_domains = example.org
+virtual_mailbox_base = {mail}
+virtual_mailbox_maps = texthash:{conf}/vmailbox
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+recipient_delimiter = +
+smtpd_reject_unlisted_recipient = no
+compatibility_level = 3.6
+maillog_file = {base}/log
+maillog_file_prefixes = {base}
+smtputf8_enable = no
+""")  # fmt: skip
+    (conf / "vmailbox").write_text("bounces@example.org bounces/Maildir/\nreader@example.org reader/Maildir/\n")
+    master = Path("/etc/postfix/master.cf").read_text().splitlines()
+    (conf / "master.cf").write_text("\n".join(
+        f"127.0.0.1:{port} inet n - n - - smtpd" if line.startswith("smtp ") and " inet " in line else line
+        for line in master) + "\n")  # fmt: skip
+    for command in ("check", "start"):
+        run = subprocess.run(["postfix", "-c", str(conf), command], capture_output=True, text=True)
+        log = (base / "log").read_text() if (base / "log").exists() else ""
+        assert run.returncode == 0, f"postfix {command} failed: {run.stderr}{log[-500:]}"
+    try:
+        yield port, mail
+    finally:
+        subprocess.run(["postfix", "-c", str(conf), "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_real_postfix_bounce_suppresses_exactly_that_recipient(sent: Path, postfix, smtp_env, cli) -> None:
+    """send -> Postfix, which cannot deliver to gone@ and mails its own DSN to the VERP return path -> its
+    Maildir -> `newsletter bounces` suppresses gone@ and nobody else."""
+    port, mail = postfix
+    journal_path(sent, SAMPLE_EDITION).unlink()
+    smtp_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none"})
+    (sent / "list.csv").write_text("email\nreader@example.org\ngone@example.org\n", encoding="utf-8")
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes")
+    assert result.code == 0, result.err
+    box = mail / "bounces" / "Maildir"
+    deadline = time.monotonic() + 30
+    while not (list((box / "new").glob("*")) if (box / "new").is_dir() else []) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (report,) = list((box / "new").iterdir())
+    assert b"Delivered-To: bounces+" in report.read_bytes() and b"gone@example.org" in report.read_bytes()
+    assert len(list((mail / "reader" / "Maildir" / "new").iterdir())) == 1, "the good address got its copy"
+    result = cli("bounces", "--maildir", box, "-v")
+    assert result.code == 0, result.err
+    assert "bounce: 1" in result.out.splitlines()
+    assert suppressed(sent) == {"gone@example.org": ("bounce", SAMPLE_EDITION)}
