@@ -21,6 +21,7 @@ message is remembered in the suppression store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mailbox
 import re
@@ -32,7 +33,8 @@ from pathlib import Path
 
 from .addresses import split_mailbox
 from .compose import message_label
-from .errors import ContentError
+from .config import IMAPSettings
+from .errors import ConfigError, ContentError
 from .journal import JournalReader
 from .journal.reader import JOURNAL_DIR
 from .model import Publication
@@ -207,6 +209,48 @@ def read_maildir(folder: Path, reader: BounceReader, summary: Summary) -> None:
         entry.set_subdir("cur")
         entry.add_flag("S")
         box[key] = entry
+
+
+def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) -> None:
+    """Every unseen message of the folder over IMAPS (certificate and host name verified); each is then
+    flagged \\Seen, so the next run skips it."""
+    import imaplib
+    import ssl
+
+    where = f"{settings.host}:{settings.port}"
+    context = ssl.create_default_context(cafile=settings.ca_file or None)
+    try:
+        imap = imaplib.IMAP4_SSL(settings.host, settings.port, ssl_context=context, timeout=settings.timeout)
+    except ssl.SSLCertVerificationError as error:
+        raise ConfigError(f"cannot connect to IMAP {where}: TLS certificate not trusted ({error.verify_message}); "
+                          "set IMAP_CA_FILE to the CA that signed it") from None  # fmt: skip
+    except (TimeoutError, OSError) as error:
+        raise ConfigError(f"cannot connect to IMAP {where}: {error.strerror or error}") from None
+    try:
+        try:
+            imap.login(settings.username, settings.password)
+        except imaplib.IMAP4.error:
+            raise ConfigError(f"IMAP login failed for user {settings.username} at {where}") from None
+        status, _ = imap.select(_quoted(settings.folder))
+        if status != "OK":
+            raise ConfigError(f"IMAP folder {settings.folder!r} not found at {where} (IMAP_FOLDER)")
+        _, found = imap.uid("SEARCH", None, "UNSEEN")
+        for uid in found[0].split() if found and found[0] else []:
+            _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            data = next((part[1] for part in parts if isinstance(part, tuple)), None)
+            if data is None:
+                continue
+            _handle(data, reader, summary)
+            imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+    except imaplib.IMAP4.error as error:
+        raise ConfigError(f"IMAP {where}: {error}") from None
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            imap.logout()
+
+
+def _quoted(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def read_mbox(path: Path, reader: BounceReader, summary: Summary) -> None:

@@ -241,15 +241,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .bounces import KINDS, BounceReader, Summary, read_maildir, read_mbox
+    from .bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
+    from .config import require_imap_settings
 
+    imap = require_imap_settings() if args.imap else None
     reader = BounceReader(Path.cwd(), load_publication())
     summary = Summary()
     try:
         if args.maildir:
             read_maildir(args.maildir, reader, summary)
-        else:
+        elif args.mbox:
             read_mbox(args.mbox, reader, summary)
+        else:
+            read_imap(imap, reader, summary)
     finally:
         reader.close()
     if args.verbose:
@@ -450,6 +454,7 @@ def _parser() -> argparse.ArgumentParser:
     source = bounces.add_mutually_exclusive_group(required=True)
     source.add_argument("--maildir", type=Path, help="a Maildir the bounce address delivers to")
     source.add_argument("--mbox", type=Path, help="an mbox file the bounce address delivers to")
+    source.add_argument("--imap", action="store_true", help="the IMAP folder of IMAP_HOST, IMAP_USERNAME, ...")
 
     listing = command("suppressions", cmd_suppressions, "list suppressed addresses: reason, source, time")
     listing.add_argument("--csv", action="store_true", help="as CSV")

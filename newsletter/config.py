@@ -201,3 +201,35 @@ def require_smtp_settings(root: Path | None = None) -> SMTPSettings:
             "environment or .env, see .env.example; `build` and `export` need no server"
         )
     return settings
+
+
+@dataclass(frozen=True)
+class IMAPSettings:
+    """The mailbox `bounces --imap` reads: implicit TLS (IMAPS), certificates always verified."""
+
+    host: str
+    port: int = 993
+    username: str = ""
+    password: str = field(default="", repr=False)
+    folder: str = "INBOX"
+    ca_file: str = ""
+    timeout: float = 30.0
+
+
+def require_imap_settings(root: Path | None = None) -> IMAPSettings:
+    """IMAP_HOST, IMAP_PORT, IMAP_USERNAME, IMAP_PASSWORD, IMAP_FOLDER (and IMAP_CA_FILE for a private CA)."""
+    env = load_environment(root)
+    host = env.get("IMAP_HOST", "").strip()
+    if not host:
+        raise ConfigError(
+            "no IMAP server configured: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example)"
+        )
+    port = _number(env, "IMAP_PORT", 993, int)
+    ca_file = env.get("IMAP_CA_FILE", "").strip()
+    if ca_file and not Path(ca_file).is_file():
+        raise ConfigError(f"IMAP_CA_FILE: no such file {ca_file}")
+    username, password = env.get("IMAP_USERNAME", "").strip(), env.get("IMAP_PASSWORD", "")
+    if not username or not password:
+        raise ConfigError("IMAP_USERNAME and IMAP_PASSWORD must be set to read bounces over IMAP")
+    folder = env.get("IMAP_FOLDER", "").strip() or "INBOX"
+    return IMAPSettings(host, port, username, password, folder, ca_file, _number(env, "SMTP_TIMEOUT", 30.0, float))

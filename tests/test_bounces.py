@@ -282,3 +282,114 @@ def test_a_real_postfix_bounce_suppresses_exactly_that_recipient(sent: Path, pos
     assert result.code == 0, result.err
     assert "bounce: 1" in result.out.splitlines()
     assert suppressed(sent) == {"gone@example.org": ("bounce", SAMPLE_EDITION)}
+
+
+@pytest.fixture
+def dovecot(test_ca):
+    """A real Dovecot IMAPS server on a loopback port, with a certificate from the test CA and one user whose
+    Maildir the test fills: `bounces` / `imap-secret`."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from conftest import free_port
+
+    if shutil.which("dovecot") is None or os.geteuid() != 0:
+        why = "Dovecot (apt-get install dovecot-imapd) and root are needed to run an IMAP server of the test's own"
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+    base = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-", dir="/tmp"))
+    base.chmod(0o755)
+    port = free_port()
+    home = base / "home" / "bounces"
+    for folder in ("cur", "new", "tmp"):
+        (home / "Maildir" / folder).mkdir(parents=True)
+    cert = test_ca.issue_cert("127.0.0.1")
+    cert.private_key_pem.write_to_path(str(base / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
+    test_ca.cert_pem.write_to_path(str(base / "ca.pem"))
+    (base / "users").write_text("bounces:{PLAIN}imap-secret::::::\n")
+    (base / "dovecot.conf").write_text(f"""
+protocols = imap
+listen = 127.0.0.1
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/log
+ssl = required
+ssl_cert = <{base}/cert.pem
+ssl_key = <{base}/key.pem
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = {base}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={base}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {port}
+    ssl = yes
+  }}
+}}
+""")  # fmt: skip
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(base / "home")], check=True)
+    server = subprocess.Popen(["dovecot", "-F", "-c", str(base / "dovecot.conf")], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    import socket
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.kill()
+        pytest.fail(f"dovecot did not start: {(base / 'log').read_text() if (base / 'log').exists() else ''}")
+    try:
+        yield port, home / "Maildir", base / "ca.pem"
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_reports_are_read_over_imap_once_with_the_certificate_verified(sent: Path, dovecot, cli, monkeypatch):
+    import subprocess
+
+    port, box, ca_file = dovecot
+    folder = mailbox.Maildir(box, create=False)
+    folder.add(dsn(verp(1), "r0@example.org", "5.1.1"))
+    folder.add(arf("r4@example.org"))
+    folder.add(plain(verp(7), "Out of Office", "Auto-Submitted: auto-replied\r\n"))
+    subprocess.run(["chown", "-R", "nobody:nogroup", str(box)], check=True)
+    settings = {"IMAP_HOST": "127.0.0.1", "IMAP_PORT": str(port), "IMAP_USERNAME": "bounces",
+                "IMAP_PASSWORD": "imap-secret"}  # fmt: skip
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    untrusted = cli("bounces", "--imap")
+    assert untrusted.code == 1 and "TLS certificate not trusted" in untrusted.err, untrusted.err
+    monkeypatch.setenv("IMAP_CA_FILE", str(ca_file))
+    monkeypatch.setenv("IMAP_PASSWORD", "wrong")
+    wrong = cli("bounces", "--imap")
+    assert wrong.code == 1 and "IMAP login failed for user bounces at 127.0.0.1" in wrong.err
+    assert "wrong" not in wrong.err
+    monkeypatch.setenv("IMAP_PASSWORD", "imap-secret")
+    first = cli("bounces", "--imap")
+    assert first.code == 0, first.err
+    for line in ("bounce: 1", "complaint: 1", "auto-reply: 1", "2 address(es) suppressed"):
+        assert line in first.out.splitlines(), (line, first.out)
+    assert {a: r for a, (r, _) in suppressed(sent).items()} == {"r0@example.org": "bounce",
+                                                                "r4@example.org": "complaint"}  # fmt: skip
+    again = cli("bounces", "--imap")
+    assert again.code == 0 and "bounce: 0" in again.out and "auto-reply: 0" in again.out, "flagged \\Seen"
