@@ -277,7 +277,8 @@ def test_a_real_postfix_bounce_suppresses_exactly_that_recipient(sent: Path, pos
         time.sleep(0.2)
     (report,) = list((box / "new").iterdir())
     assert b"Delivered-To: bounces+" in report.read_bytes() and b"gone@example.org" in report.read_bytes()
-    assert len(list((mail / "reader" / "Maildir" / "new").iterdir())) == 1, "the good address got its copy"
+    (delivered,) = list((mail / "reader" / "Maildir" / "new").iterdir())  # the good address got its copy
+    assert delivered.read_bytes().startswith(b"Return-Path: <bounces+"), "the VERP return path, as delivered"
     result = cli("bounces", "--maildir", box, "-v")
     assert result.code == 0, result.err
     assert "bounce: 1" in result.out.splitlines()
