@@ -43,20 +43,23 @@ def was_sent(root: Path, name: str) -> bool:
         return False
 
 
+def archive_entry(root: Path, name: str, drafts: bool = False) -> ArchiveEntry | None:
+    """The edition as the archive lists it, or None when it is not public: not sent (unless `drafts`), or a
+    draft that does not load."""
+    if not (root / ISSUES_DIR / name / EDITION_FILE).is_file() or not (drafts or was_sent(root, name)):
+        return None
+    try:
+        edition = load_edition(name, root)
+    except NewsletterError:
+        return None
+    return ArchiveEntry(edition.name, edition.subject, edition.preheader, edition.date, f"{edition.name}/")
+
+
 def archive_entries(root: Path, drafts: bool = False) -> list[ArchiveEntry]:
     """The editions the archive shows, newest first: those sent, or every one that loads with `drafts`."""
-    entries = []
     folder = root / ISSUES_DIR
-    for edition_folder in sorted(folder.iterdir() if folder.is_dir() else []):
-        if not (edition_folder / EDITION_FILE).is_file() or not (drafts or was_sent(root, edition_folder.name)):
-            continue
-        try:
-            edition = load_edition(edition_folder.name, root)
-        except NewsletterError:
-            continue  # a draft that does not build is not shown
-        entries.append(ArchiveEntry(edition.name, edition.subject, edition.preheader, edition.date,
-                                    f"{edition.name}/"))  # fmt: skip
-    return sorted(entries, key=lambda e: (e.date, e.name), reverse=True)
+    found = [archive_entry(root, child.name, drafts) for child in (folder.iterdir() if folder.is_dir() else [])]
+    return sorted((entry for entry in found if entry), key=lambda e: (e.date, e.name), reverse=True)
 
 
 def web_version(root: Path, publication: Publication, name: str) -> str:

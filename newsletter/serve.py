@@ -27,10 +27,10 @@ import urllib.parse
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from .archive import FEED, Pages, archive_entries, feed_xml, web_version
+from .archive import FEED, Pages, archive_entries, archive_entry, feed_xml, web_version
 from .config import load_publication
 from .errors import ConfigError, NewsletterError
-from .load import check_edition_name
+from .load import ISSUES_DIR, check_edition_name
 from .model import Publication
 from .suppressions import SuppressionStore, store_path
 from .tokens import read_undo_token, read_unsubscribe_token, undo_token, unsubscribe_keys
@@ -134,8 +134,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             check_edition_name(name)
         except NewsletterError:
             return refusal(404, "Not found", "There is no such page.")
-        entries = await asyncio.to_thread(archive_entries, root, drafts)
-        if name not in {entry.name for entry in entries}:
+        if await asyncio.to_thread(archive_entry, root, name, drafts) is None:
             return refusal(404, "Not found", "There is no such edition.")
         stamp = _newest_change(root, name)
         if name not in cache or cache[name][0] != stamp:
@@ -226,7 +225,7 @@ def _masked(address: str) -> str:
 
 
 def _newest_change(root: Path, name: str) -> float:
-    folder = root / "issues" / name
+    folder = root / ISSUES_DIR / name
     files = [*folder.glob("*"), root / "newsletter.toml", *(root / "templates").glob("*")]
     return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 

@@ -13,15 +13,13 @@ a repeated one-click POST is harmless. The publication's plain `suppression_file
 from __future__ import annotations
 
 import contextlib
-import os
-import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .addresses import mailbox_key, split_mailbox
-from .errors import ContentError, JournalError
+from .database import open_private, sqlite_errors
+from .errors import ContentError
 
 STORE_PATH = Path(".newsletter") / "suppressions.sqlite"
 REASONS = ("unsubscribe", "bounce", "complaint", "manual")
@@ -61,13 +59,8 @@ class SuppressionStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         with self._errors():
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_private(path, timeout=30)
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -79,12 +72,8 @@ class SuppressionStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as error:
-            raise JournalError(f"cannot use the suppression store: {error}", self.path) from None
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return sqlite_errors(self.path, "cannot use the suppression store")
 
     def add(self, address: str, reason: str, source: str, detail: str = "", edition: str = "") -> bool:
         """Suppress `address`; True when it was not suppressed before (a repeat changes nothing)."""

@@ -142,8 +142,11 @@ def verp_tag(keys: list[bytes], list_id: str, edition: str, row_id: int) -> str:
     """`k3j4h-123-a7f3k2m9`: the edition, the recipient's row in its send journal, and a MAC, short enough for a
     local part (`bounces+TAG`), in lower case because some servers lower-case what they bounce to."""
     code = edition_code(list_id, edition)
-    mac = base64.b32encode(_mac(keys[0], b"verp", f"{list_id}\0{code}\0{row_id}".encode())).decode()[:8].lower()
-    return f"{code}-{row_id}-{mac}"
+    return f"{code}-{row_id}-{_verp_mac(keys[0], list_id, code, row_id)}"
+
+
+def _verp_mac(key: bytes, list_id: str, code: str, row_id: int) -> str:
+    return base64.b32encode(_mac(key, b"verp", f"{list_id}\0{code}\0{row_id}".encode())).decode()[:8].lower()
 
 
 def read_verp_tag(keys: list[bytes], list_id: str, tag: str) -> tuple[str, int] | None:
@@ -153,7 +156,6 @@ def read_verp_tag(keys: list[bytes], list_id: str, tag: str) -> tuple[str, int] 
         return None
     code, row_id, mac = match[1], int(match[2]), match[3]
     for key in keys:
-        expected = base64.b32encode(_mac(key, b"verp", f"{list_id}\0{code}\0{row_id}".encode())).decode()[:8]
-        if hmac.compare_digest(expected.lower(), mac):
+        if hmac.compare_digest(_verp_mac(key, list_id, code, row_id), mac):
             return code, row_id
     return None

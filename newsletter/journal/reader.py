@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import ContentError, JournalError
+from ..database import sqlite_errors as database_errors
+from ..errors import ContentError
 from .states import State
 
 JOURNAL_DIR = Path(".newsletter") / "journal"
@@ -21,14 +21,9 @@ def journal_path(root: Path, edition_name: str) -> Path:
     return root / JOURNAL_DIR / f"{edition_name}.sqlite"
 
 
-@contextlib.contextmanager
-def sqlite_errors(path: Path, action: str) -> Iterator[None]:
+def sqlite_errors(path: Path, action: str) -> contextlib.AbstractContextManager[None]:
     """SQLite's exceptions as one line naming the journal file."""
-    try:
-        yield
-    except sqlite3.Error as error:
-        hint = " (is it a newsletter send journal?)" if isinstance(error, sqlite3.DatabaseError) else ""
-        raise JournalError(f"cannot {action} the send journal: {error}{hint}", path) from None
+    return database_errors(path, f"cannot {action} the send journal", " (is it a newsletter send journal?)")
 
 
 class JournalReader:

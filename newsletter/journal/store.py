@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..addresses import mailbox_key
+from ..database import PRIVATE, open_private
 from ..errors import ContentError
 from ..model import Recipient
 from .reader import JournalReader, sqlite_errors
@@ -41,7 +42,6 @@ CREATE TABLE IF NOT EXISTS recipients (
 );
 CREATE TABLE IF NOT EXISTS slots (at REAL NOT NULL);
 """
-PRIVATE = 0o600
 
 
 class JournalStore(JournalReader):
@@ -58,11 +58,8 @@ class JournalStore(JournalReader):
             raise ContentError("another `newsletter send` of this edition is running", path) from None
         self._lock = lock
         try:
-            _create_private(path)
             with sqlite_errors(path, "open"):
-                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
+                self._db = open_private(path, timeout=60)
                 if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
                     self._db.executescript(_SCHEMA)
                 self._check_tables()  # before changing anything in a file that may be some other program's
@@ -175,16 +172,3 @@ class _Transaction:
         except BaseException as failure:
             return self.errors.__exit__(type(failure), failure, failure.__traceback__)
         return self.errors.__exit__(kind, error, tb)
-
-
-def _create_private(path: Path) -> None:
-    """Create the journal file owner-only before SQLite opens it (an empty file is an empty database), and
-    tighten the mode of a journal an earlier version created with the umask's."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE))
-    except FileExistsError:
-        os.chmod(path, PRIVATE)
-    for suffix in ("-wal", "-shm"):
-        companion = path.with_name(path.name + suffix)
-        if companion.exists():
-            os.chmod(companion, PRIVATE)

@@ -1,0 +1,47 @@
+"""SQLite files that hold subscriber data (the send journal, the suppression store): one way to open them.
+
+Each is created owner-only (0600, in a 0700 folder) before SQLite touches it, whatever the umask, and one an
+earlier version made with the umask's mode is tightened, with its -wal and -shm files (SQLite gives those the
+database's mode). WAL with `synchronous=FULL`: a commit is on disk when it returns. SQLite's exceptions become
+one `JournalError` line naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import JournalError
+
+PRIVATE = 0o600
+
+
+@contextlib.contextmanager
+def sqlite_errors(path: Path, doing: str, hint: str = "") -> Iterator[None]:
+    """`doing: what SQLite said` (plus `hint` when the file itself is at fault) instead of a traceback."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        extra = hint if isinstance(error, sqlite3.DatabaseError) else ""
+        raise JournalError(f"{doing}: {error}{extra}", path) from None
+
+
+def open_private(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open (or create) the database at `path` owner-only, in WAL mode with full sync; waits up to `timeout`
+    seconds for another writer."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:  # an empty file is an empty database
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE))
+    except FileExistsError:
+        os.chmod(path, PRIVATE)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            os.chmod(companion, PRIVATE)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
