@@ -6,7 +6,6 @@ The CLI calls these functions and nothing else of the core; a Python user can ca
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ from .recipients import RecipientList, load_recipients, suppressed_addresses
 from .render import render_edition
 from .review import ReviewData, review_page
 from .toolchecks import run_tool_checks
-from .transport import EXPORT_FILE, FileTransport
+from .transport import EXPORT_FILE, FileTransport, run_deliveries
 from .verify import check_rendered
 from .writer import atomic_write, csv_text, make_folder, safe_join, write_files
 
@@ -142,7 +141,7 @@ def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: P
     factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
     make_folder(out)
     earlier = _earlier_export(out)
-    rows = asyncio.run(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))
+    rows = run_deliveries(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))
     atomic_write(safe_join(out, MANIFEST), csv_text([["recipient", "file", "Message-ID"], *rows]))
     for name in earlier - {file for _, file, _ in rows}:  # what the earlier export wrote, and only that
         safe_join(out, name).unlink(missing_ok=True)

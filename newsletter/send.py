@@ -37,7 +37,7 @@ from .pipeline import prepare_for_recipients
 from .policy import FailureWatch, RetryPolicy, Throttle
 from .recipients import suppressed_addresses
 from .tokens import unsubscribe_keys, verp_tag
-from .transport import Transport, TransportFactory, transport_for
+from .transport import Transport, TransportFactory, run_deliveries, transport_for
 
 SUPPRESSION_POLL_SECONDS = 2.0
 
@@ -237,7 +237,7 @@ class Send:
             )
         self._runner = _Runner(self, journal, report, on_progress)
         try:
-            asyncio.run(self._runner.run())
+            run_deliveries(self._runner.run())
         finally:
             self._counts = store.counts()
         return report

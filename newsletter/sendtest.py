@@ -7,7 +7,6 @@ the next address, so every address gets its own result.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .compose import MessageFactory
 from .errors import ContentError, DeliveryError, SetupFailed
 from .model import Recipient
 from .pipeline import placeholder_recipient, render_checked
-from .transport import Transport, TransportFactory, transport_for
+from .transport import Transport, TransportFactory, run_deliveries, transport_for
 
 TEST_PREFIX = "[TEST] "
 MAX_TEST_ADDRESSES = 10
@@ -52,7 +51,7 @@ def send_test(
         transport, _ = transport_for(root, factory.sender.addr_spec, verbose)
     sample_name = placeholder_recipient(rendered.publication).name
     messages = [factory.compose(Recipient(email=address, name=name or sample_name)) for name, address in checked]
-    return asyncio.run(_deliver(transport(), messages))
+    return run_deliveries(_deliver(transport(), messages))
 
 
 async def _deliver(transport: Transport, messages: list) -> list[TestDelivery]:

@@ -79,7 +79,10 @@ class JournalStore(JournalReader):
         with self._transaction("write"):
             self._db.executemany(
                 "INSERT INTO recipients (id, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?)",
-                [(i, r.email, r.name, json.dumps(r.fields), r.line, mid) for i, (r, mid) in enumerate(rows, 1)],
+                [
+                    (i, r.email, r.name, json.dumps(r.fields) if r.fields else "{}", r.line, mid)
+                    for i, (r, mid) in enumerate(rows, 1)
+                ],
             )
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -134,16 +137,16 @@ class JournalStore(JournalReader):
     def commit(self, finished: list[tuple[int, Outcome]], claimed: list[int], now: float) -> None:
         """One durable transaction: every finished recipient's outcome, and every new claim marked `sending`."""
         with self._transaction("write"):
-            for row_id, outcome in finished:
-                self._db.execute(
+            if finished:
+                self._db.executemany(
                     "UPDATE recipients SET state = ?, reply = ?, attempts = attempts + ?, not_before = ?, "
                     "updated = ? WHERE id = ?",
-                    (outcome.state, outcome.reply, int(outcome.charge_attempt), now + outcome.retry_in, now, row_id),
+                    [(o.state, o.reply, int(o.charge_attempt), now + o.retry_in, now, i) for i, o in finished],
                 )
-            for row_id in claimed:
-                self._db.execute("UPDATE recipients SET state = ?, updated = ? WHERE id = ?",
-                                 (State.SENDING, now, row_id))  # fmt: skip
-                self._db.execute("INSERT INTO slots VALUES (?)", (now,))
+            if claimed:
+                self._db.executemany(f"UPDATE recipients SET state = '{State.SENDING}', updated = ? WHERE id = ?",
+                                     [(now, row_id) for row_id in claimed])  # fmt: skip
+                self._db.executemany("INSERT INTO slots VALUES (?)", [(now,)] * len(claimed))
 
     def _transaction(self, action: str) -> _Transaction:
         return _Transaction(self._db, self.path, action)
