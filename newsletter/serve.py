@@ -1,4 +1,5 @@
-"""`newsletter serve`: the public web service beside the sends. An ASGI app (Starlette) served by uvicorn.
+"""`newsletter serve`: the public web service beside the sends. An ASGI app (Starlette's requests and responses)
+served by uvicorn.
 
 Routes, and nothing else:
     GET  /                       the archive: sent editions, newest first (every edition with --drafts)
@@ -6,7 +7,8 @@ Routes, and nothing else:
     GET  /EDITION/               an edition's web version (no personal data)
     GET  /unsubscribe/TOKEN      a page naming the list, with a button; changes nothing (link scanners GET)
     POST /unsubscribe/TOKEN      RFC 8058 one-click (body `List-Unsubscribe=One-Click`) and that button:
-                                 the address is durably suppressed before the 200; a repeat changes nothing
+                                 the address is durably suppressed before the 200; a repeat changes nothing;
+                                 the button gets a confirmation page with undo, a mail provider a short text
     POST /resubscribe/TOKEN      the undo button of the confirmation page, for UNDO_SECONDS
 
 Everything here is public: every token is verified (a tampered, truncated or foreign one gets a plain 4xx page
@@ -21,7 +23,6 @@ ones queue, and go into the following transaction together, so a burst costs a f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import urllib.parse
 from email import message_from_bytes, policy
@@ -48,43 +49,71 @@ SECURITY_HEADERS = {
 
 class _GroupWriter:
     """Suppressions from concurrent requests, written a group per transaction; each caller waits for its own
-    entry to be on disk."""
+    entry to be on disk.
+
+    The transaction runs on the event loop's own thread, a turn of the loop after the first request asks, so
+    every request whose body had already arrived joins it. It blocks the loop for one fsync (a fraction of a
+    millisecond), during which the next requests queue up for the following group; handing it to a worker
+    thread instead cost more in GIL hand-offs than the fsync it overlapped (benchmarks/serve.py)."""
 
     def __init__(self, store: SuppressionStore) -> None:
         self.store = store
-        self.waiting: list[tuple[str, asyncio.Future]] = []
-        self.busy = False
+        self.waiting: list[tuple[str, str, asyncio.Future]] = []
 
-    async def suppress(self, address: str, source: str) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting.append((address, future))
-        if not self.busy:
-            self.busy = True
-            asyncio.get_running_loop().create_task(self._drain(source))
-        await future
+    def suppress(self, address: str, source: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.waiting:
+            loop.call_soon(self._write)
+        self.waiting.append((address, source, future))
+        return future
 
-    async def _drain(self, source: str) -> None:
+    def _write(self) -> None:
+        batch, self.waiting = self.waiting, []
         try:
-            while self.waiting:
-                batch, self.waiting = self.waiting, []
-                try:
-                    await asyncio.to_thread(self.store.add_many, [(a, "unsubscribe", source) for a, _ in batch])
-                except Exception as error:
-                    for _, future in batch:
-                        future.set_exception(error)
-                else:
-                    for _, future in batch:
-                        future.set_result(None)
-        finally:
-            self.busy = False
+            self.store.add_many([(address, "unsubscribe", source) for address, source, _ in batch])
+        except Exception as error:
+            for *_, future in batch:
+                future.set_exception(error)
+        else:
+            for *_, future in batch:
+                future.set_result(None)
+
+
+ROUTES = {  # what each route answers to; anything else is a 404 page, a method not listed a 405
+    "archive": ("GET", "HEAD"),
+    "feed": ("GET", "HEAD"),
+    "unsubscribe": ("GET", "HEAD", "POST"),
+    "resubscribe": ("POST",),
+    "edition": ("GET", "HEAD"),
+}
+PAGE_FIELD = "from=page"  # templates/page.html's buttons send it beside List-Unsubscribe=One-Click
+
+
+def route(path: str) -> tuple[str, str]:
+    """(route, its parameter) for a request path, ("", "") for any path we do not serve. Exact matches only:
+    no slash redirects, no path tricks (the server has already decoded %2F and dot segments do not match)."""
+    if path == "/":
+        return "archive", ""
+    if path == f"/{FEED}":
+        return "feed", ""
+    parts = path.split("/")
+    if len(parts) != 3 or parts[0] or not parts[1]:
+        return "", ""
+    if parts[1] in ("unsubscribe", "resubscribe"):
+        return (parts[1], parts[2]) if parts[2] else ("", "")
+    return ("edition", parts[1]) if not parts[2] else ("", "")
 
 
 def create_app(root: Path, drafts: bool = False, publication: Publication | None = None):
-    """The ASGI application for the publication in `root`."""
-    from starlette.applications import Starlette
+    """The ASGI application for the publication in `root`.
+
+    Starlette's requests and responses under a dispatch of its own: five fixed routes need no router, and
+    Starlette's application layers (router, error and exception middleware) cost a quarter of the CPU time of a
+    one-click POST (benchmarks/serve.py). What they did is here: 404 and 405 pages, a plain 500 page for a bug,
+    and the lifespan that closes the store."""
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, Response
-    from starlette.routing import Route
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
     publication = publication or load_publication(root)
     if not publication.unsubscribe_secret:
@@ -94,6 +123,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
     writer = _GroupWriter(store)
     cache: dict[str, tuple[float, str]] = {}
     pages = Pages(root, publication)
+    unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
 
     def html(body: str, status: int = 200) -> Response:
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
@@ -118,18 +148,17 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def archive(request: Request) -> Response:
+    async def archive(request: Request, _: str) -> Response:
         entries = await asyncio.to_thread(archive_entries, root, drafts)
         return html(pages.index(entries))
 
-    async def feed(request: Request) -> Response:
+    async def feed(request: Request, _: str) -> Response:
         entries = await asyncio.to_thread(archive_entries, root, drafts)
         site = publication.site_url or str(request.base_url).rstrip("/")
         return Response(feed_xml(publication, entries, site), media_type="application/atom+xml",
                         headers=SECURITY_HEADERS)  # fmt: skip
 
-    async def edition(request: Request) -> Response:
-        name = request.path_params["edition"]
+    async def edition(request: Request, name: str) -> Response:
         try:
             check_edition_name(name)
         except NewsletterError:
@@ -141,8 +170,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             cache[name] = (stamp, await asyncio.to_thread(web_version, root, publication, name))
         return html(cache[name][1])
 
-    async def unsubscribe(request: Request) -> Response:
-        token = request.path_params["token"]
+    async def unsubscribe(request: Request, token: str) -> Response:
         address = read_unsubscribe_token(keys, publication.list_id, token)
         if request.method != "POST":
             if address is None:
@@ -155,22 +183,25 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             return refusal(413, "Request too large", "The request was larger than an unsubscribe needs.")
         if address is None:
             return invalid_link()
-        if not _is_one_click(request.headers.get("content-type", ""), body):
+        kind = _one_click(request.headers.get("content-type", ""), body)
+        if kind is None:
             why = "Use the button on the unsubscribe page, or your mail program's unsubscribe button."
             return refusal(400, "Not an unsubscribe request", why)
         await writer.suppress(address, "one-click (RFC 8058)")
         log.info("unsubscribed %s", _masked(address))
+        if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
+            return unsubscribed
         undo = undo_token(keys, publication.list_id, address)
         return html(pages.page("You are unsubscribed",
                          [f"{_masked(address)} will get no more emails from {publication.name}.",
                           "Changed your mind? You can undo this for the next seven days."],
                          form={"action": f"../resubscribe/{undo}", "button": "Undo: subscribe me again"}))  # fmt: skip
 
-    async def resubscribe(request: Request) -> Response:
+    async def resubscribe(request: Request, token: str) -> Response:
         body = await body_of(request)
         if body is None:
             return refusal(413, "Request too large", "The request was larger than this needs.")
-        address = read_undo_token(keys, publication.list_id, request.path_params["token"])
+        address = read_undo_token(keys, publication.list_id, token)
         if address is None:
             return refusal(400, "This link has expired or is not valid",
                            "Undo works for seven days after unsubscribing. To subscribe again, sign up on our "
@@ -180,42 +211,71 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
         return html(pages.page("You are subscribed again", [again]))
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        return refusal(status, "Not found" if status == 404 else "Not allowed", "There is no such page.")
+    handlers = {"archive": archive, "feed": feed, "unsubscribe": unsubscribe, "resubscribe": resubscribe,
+                "edition": edition}  # fmt: skip
 
-    routes = [
-        Route("/", archive, methods=["GET", "HEAD"]),
-        Route(f"/{FEED}", feed, methods=["GET", "HEAD"]),
-        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "HEAD", "POST"]),
-        Route("/resubscribe/{token}", resubscribe, methods=["POST"]),
-        Route("/{edition}/", edition, methods=["GET", "HEAD"]),
-    ]
+    async def respond(request: Request) -> Response:
+        name, parameter = route(_route_path(request.scope))
+        if not name:
+            return refusal(404, "Not found", "There is no such page.")
+        if request.method not in ROUTES[name]:
+            response = refusal(405, "Not allowed", "There is no such page.")
+            response.headers["allow"] = ", ".join(ROUTES[name])
+            return response
+        try:
+            return await handlers[name](request, parameter)
+        except Exception:
+            log.exception("error answering a %s request to /%s/", request.method, name)
+            return PlainTextResponse("Internal Server Error", status_code=500, headers=SECURITY_HEADERS)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
-        yield
-        store.close()
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, store.close)
+        elif scope["type"] == "http":
+            request = Request(scope, receive)
+            await (await respond(request))(scope, receive, send)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}, lifespan=lifespan)
-    app.router.redirect_slashes = False  # only the routes above; no redirects to guess paths with
-    app.state.store = store
     return app
 
 
-def _is_one_click(content_type: str, body: bytes) -> bool:
-    """RFC 8058: the body carries List-Unsubscribe=One-Click, form-urlencoded or multipart/form-data."""
+async def _lifespan(receive, send, on_shutdown) -> None:
+    """ASGI lifespan: nothing to start; close the store at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            on_shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _route_path(scope: dict) -> str:
+    """The path below --root-path (uvicorn puts the root path in front of `path`, as ASGI says)."""
+    path, root_path = scope["path"], scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+def _one_click(content_type: str, body: bytes) -> str | None:
+    """RFC 8058: the body carries List-Unsubscribe=One-Click, form-urlencoded or multipart/form-data. Returns
+    "page" for the button of our unsubscribe page (it also sends PAGE_FIELD), "" for a mail provider's POST,
+    None for anything else."""
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/x-www-form-urlencoded":
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-        return fields.get("List-Unsubscribe") == ["One-Click"]
+        if fields.get("List-Unsubscribe") != ["One-Click"]:
+            return None
+        name, _, value = PAGE_FIELD.partition("=")
+        return "page" if fields.get(name) == [value] else ""
     if kind == "multipart/form-data":
         message = message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body,
                                      policy=policy.HTTP)  # fmt: skip
         for part in message.iter_parts() if message.is_multipart() else []:
             if part.get_param("name", header="content-disposition") == "List-Unsubscribe":
-                return part.get_content().strip() == "One-Click"
-    return False
+                return "" if part.get_content().strip() == "One-Click" else None
+    return None
 
 
 def _masked(address: str) -> str:

@@ -208,7 +208,7 @@ def site(project: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def web_server(project: Path, site: int):
-    """Run the real app under uvicorn in a thread: `web_server(drafts=False)` returns its base URL."""
+    """Run the real app under uvicorn in a thread: `web_server(drafts=False, root_path="")` returns its base URL."""
     import threading
     import time
 
@@ -218,9 +218,9 @@ def web_server(project: Path, site: int):
 
     servers = []
 
-    def start(drafts: bool = False) -> str:
+    def start(drafts: bool = False, root_path: str = "") -> str:
         config = uvicorn.Config(create_app(project, drafts), host="127.0.0.1", port=site, log_level="warning",
-                                access_log=False, lifespan="on")  # fmt: skip
+                                access_log=False, lifespan="on", root_path=root_path)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

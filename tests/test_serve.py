@@ -21,6 +21,7 @@ from conftest import SAMPLE_EDITION, SITE_SECRET, parse_message, parts
 from newsletter.compose import MessageFactory
 from newsletter.model import Recipient
 from newsletter.pipeline import render_checked
+from newsletter.serve import route
 from newsletter.suppressions import SuppressionStore, store_path
 from newsletter.tokens import unsubscribe_keys, unsubscribe_token
 
@@ -68,7 +69,8 @@ def test_one_click_from_a_real_message_suppresses_once(project: Path, web_server
     assert https.startswith(base + "/unsubscribe/") and "reader" not in https
     path = urllib.parse.urlsplit(https).path
     status, headers, body = one_click(base, path)
-    assert status == 200 and b"You are unsubscribed" in body
+    assert status == 200 and body == b"Unsubscribed from Seattle Neuro Blog.", "short: nobody reads it"
+    assert headers["content-type"].startswith("text/plain") and "content-security-policy" in headers
     assert "set-cookie" not in {k.lower() for k in headers}
     assert suppressed(project) == {"reader@example.org": "unsubscribe"}
     assert one_click(base, path)[0] == 200, "a repeat is fine"
@@ -124,8 +126,10 @@ def test_old_links_keep_working_after_the_secret_rotates(project: Path, site: in
 def test_the_human_path_with_undo(project: Path, web_server) -> None:
     base = web_server()
     path = unsubscribe_path("human@example.org")
-    status, _, page = one_click(base, path)
-    assert status == 200
+    status, _, page = request(base, "GET", path)
+    assert status == 200 and b'name="from" value="page"' in page and suppressed(project) == {}
+    status, _, page = one_click(base, path, ONE_CLICK + b"&from=page")  # what the page's button sends
+    assert status == 200 and b"You are unsubscribed" in page
     undo = re.search(rb'action="\.\./resubscribe/([A-Za-z0-9_-]+)"', page)[1].decode()
     assert suppressed(project) == {"human@example.org": "unsubscribe"}
     status, _, page = request(base, "POST", f"/resubscribe/{undo}", b"", {"Content-Length": "0"})
@@ -272,6 +276,45 @@ def test_nothing_outside_the_routes_is_served(project: Path, web_server, path: s
     status, _, body = request(base, "GET", path)
     assert status in (404, 405, 400), (path, status)
     assert b"list_id" not in body and b"SQLite" not in body and b"subject" not in body
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", ("archive", "")),
+        ("/feed.xml", ("feed", "")),
+        ("/unsubscribe/abc", ("unsubscribe", "abc")),
+        ("/resubscribe/abc", ("resubscribe", "abc")),
+        ("/back-pain/", ("edition", "back-pain")),
+        ("/back-pain", ("", "")),
+        ("/unsubscribe/", ("", "")),
+        ("/unsubscribe/abc/", ("", "")),
+        ("/unsubscribe/a/b", ("", "")),
+        ("//", ("", "")),
+        ("/a/b/", ("", "")),
+        ("", ("", "")),
+    ],
+)
+def test_routes_match_exactly(path: str, expected: tuple[str, str]) -> None:
+    assert route(path) == expected
+
+
+def test_a_method_a_route_does_not_take_gets_a_405_page_naming_the_allowed_ones(project: Path, web_server) -> None:
+    base = web_server()
+    status, headers, body = request(base, "POST", "/")
+    assert status == 405 and headers["allow"] == "GET, HEAD" and b"Not allowed" in body
+    assert "content-security-policy" in headers
+    status, headers, _ = request(base, "DELETE", unsubscribe_path("x@example.org"))
+    assert status == 405 and headers["allow"] == "GET, HEAD, POST" and suppressed(project) == {}
+
+
+def test_behind_a_proxy_with_a_root_path(project: Path, web_server) -> None:
+    """--root-path /news: the proxy strips the prefix, uvicorn puts it back in front of the path."""
+    base = web_server(root_path="/news")
+    path = unsubscribe_path("proxied@example.org")
+    assert request(base, "GET", path)[0] == 200
+    assert one_click(base, path)[0] == 200 and suppressed(project) == {"proxied@example.org": "unsubscribe"}
+    assert request(base, "GET", "/")[0] == 200
 
 
 def test_bodies_are_capped_and_a_flood_grows_nothing(project: Path, web_server) -> None:
