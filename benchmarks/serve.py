@@ -1,6 +1,6 @@
 """Benchmark: `newsletter serve` under a burst of one-click unsubscribes, and how fast the archive answers.
 
-    python benchmarks/serve.py [--clients 50] [--seconds 5]
+    python benchmarks/serve.py [--clients 50] [--seconds 5] [--rounds 3]
 
 Starts the real `newsletter serve` (uvicorn) in a throw-away project, then `wrk` (a load generator in C; Debian's
 `wrk`, which scripts/install-test-tools installs) with `--clients` connections, each kept alive and each sending
@@ -18,6 +18,7 @@ The load generator is C so that what is measured is the server: a Python client 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import os
 import re
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common import REPO, free_port
@@ -100,10 +102,33 @@ def one_click_burst(work: Path, port: int, clients: int, seconds: int) -> dict[s
             "requests": requests, "failed": int(failed[1]) if failed else 0}  # fmt: skip
 
 
+@contextlib.contextmanager
+def serving(work: Path, port: int) -> Iterator[subprocess.Popen]:
+    """The real `newsletter serve` in `work`, from an empty suppression store, until the block ends."""
+    shutil.rmtree(work / ".newsletter", ignore_errors=True)
+    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    server = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts"],
+                              cwd=work, env={**inherited, "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET},
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        server.stdout.readline()
+        for _ in range(200):  # the line comes as uvicorn binds; wait until it accepts
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not os.access(WRK, os.X_OK):
         raise SystemExit(f"{WRK} missing: apt-get install wrk (scripts/install-test-tools does)")
@@ -117,36 +142,33 @@ def main() -> None:
     (work / "newsletter.toml").write_text(
         "\n".join(line for line in toml if not line.startswith("unsubscribe_url"))
         + f'\nsite_url = "http://127.0.0.1:{port}"\n', encoding="utf-8")  # fmt: skip
-    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    server = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts"],
-                              cwd=work, env={**inherited, "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET},
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    print(f"one-click POST, {args.clients} concurrent clients (wrk, closed loop), {args.seconds} s a round, each "
+          "round from an empty store")  # fmt: skip
+    print(f"{'round':>6} {'requests/s':>11} {'median ms':>10} {'p99 ms':>7} {'answered':>9} {'stored':>8} {'lost':>5} "
+          f"{'server CPU/request':>19}")  # fmt: skip
+    medians, p99s = [], []
     try:
-        server.stdout.readline()
-        for _ in range(200):  # the line comes as uvicorn binds; wait until it accepts
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        cpu_before = server_cpu(server.pid)
-        burst = one_click_burst(work, port, args.clients, args.seconds)
-        cpu = server_cpu(server.pid) - cpu_before
-        with SuppressionStore(store_path(work)) as store:
-            stored = len(store.keys())
-        answered = burst["requests"] - burst["failed"]
-        print(f"one-click POST, {args.clients} concurrent clients (wrk, closed loop), {burst['requests']:,} requests "
-              f"in {args.seconds} s ({burst['requests'] / args.seconds:,.0f}/s): median {burst['median']:.2f} ms, "
-              f"p99 {burst['p99']:.1f} ms; answered 200: {answered:,}; in the store: {stored:,}; lost: "
-              f"{max(0, answered - stored)}; the server's CPU per request: "
-              f"{cpu / burst['requests'] * 1e6:.0f} µs")  # fmt: skip
-        index = timed_gets(port, "/", 50)
-        web = timed_gets(port, "/back-pain/", 50)
+        for number in range(1, args.rounds + 1):
+            with serving(work, port) as server:
+                cpu_before = server_cpu(server.pid)
+                burst = one_click_burst(work, port, args.clients, args.seconds)
+                cpu = server_cpu(server.pid) - cpu_before
+                with SuppressionStore(store_path(work)) as store:
+                    stored = len(store.keys())
+                if number == args.rounds:
+                    index = timed_gets(port, "/", 50)
+                    web = timed_gets(port, "/back-pain/", 50)
+            answered = burst["requests"] - burst["failed"]
+            medians.append(burst["median"])
+            p99s.append(burst["p99"])
+            rate = burst["requests"] / args.seconds
+            lost = max(0, answered - stored)
+            print(f"{number:>6} {rate:>11,.0f} {burst['median']:>10.2f} {burst['p99']:>7.1f} {answered:>9,} "
+                  f"{stored:>8,} {lost:>5} {cpu / burst['requests'] * 1e6:>16.0f} µs", flush=True)  # fmt: skip
+        print(f"median of rounds: median {statistics.median(medians):.2f} ms, p99 {statistics.median(p99s):.1f} ms")
         print(f"archive index: median {statistics.median(index) * 1000:.1f} ms; web version of back-pain: median "
               f"{statistics.median(web) * 1000:.1f} ms (cached render)")  # fmt: skip
     finally:
-        server.terminate()
-        server.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
