@@ -49,15 +49,11 @@ SECURITY_HEADERS = {
 }
 
 
-ROUTES = {  # what each route answers to; anything else is a 404 page, a method not listed a 405
-    "archive": ("GET", "HEAD"),
-    "feed": ("GET", "HEAD"),
-    "unsubscribe": ("GET", "HEAD", "POST"),
-    "resubscribe": ("POST",),
-    "edition": ("GET", "HEAD"),
-}
-ONE_CLICK = b"List-Unsubscribe=One-Click"
-PAGE_FIELD = "from=page"  # templates/page.html's buttons send it beside List-Unsubscribe=One-Click
+READ = ("GET", "HEAD")
+ONE_CLICK_FIELD = ("List-Unsubscribe", "One-Click")  # RFC 8058
+ONE_CLICK = "=".join(ONE_CLICK_FIELD).encode()  # the body exactly as mail providers send it
+PAGE_FIELD = ("from", "page")  # what tells our unsubscribe page's button from a mail provider
+UNSUBSCRIBE_FORM = (ONE_CLICK_FIELD, PAGE_FIELD)  # the hidden fields of that button
 
 
 def route(path: str) -> tuple[str, str]:
@@ -157,7 +153,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
                 return invalid_link()
             return html(pages.page(f"Unsubscribe from {publication.name}?",
                              [f"{_masked(address)} will get no more emails from {publication.name}."],
-                             form={"action": "", "button": "Unsubscribe"}))  # fmt: skip
+                             form={"action": "", "button": "Unsubscribe", "fields": UNSUBSCRIBE_FORM}))  # fmt: skip
         body = await body_of(request)
         if body is None:
             return refusal(413, "Request too large", "The request was larger than an unsubscribe needs.")
@@ -171,11 +167,11 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         log.info("unsubscribed %s", _masked(address))
         if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
             return unsubscribed
-        undo = undo_token(keys, publication.list_id, address)
+        undo = {"action": f"../resubscribe/{undo_token(keys, publication.list_id, address)}",
+                "button": "Undo: subscribe me again", "fields": ()}  # fmt: skip
         return html(pages.page("You are unsubscribed",
                          [f"{_masked(address)} will get no more emails from {publication.name}.",
-                          "Changed your mind? You can undo this for the next seven days."],
-                         form={"action": f"../resubscribe/{undo}", "button": "Undo: subscribe me again"}))  # fmt: skip
+                          "Changed your mind? You can undo this for the next seven days."], form=undo))  # fmt: skip
 
     async def resubscribe(request: Request, token: str) -> Response:
         body = await body_of(request)
@@ -191,19 +187,25 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
         return html(pages.page("You are subscribed again", [again]))
 
-    handlers = {"archive": archive, "feed": feed, "unsubscribe": unsubscribe, "resubscribe": resubscribe,
-                "edition": edition}  # fmt: skip
+    routes = {  # each route's handler and the methods it answers; any other path is a 404, any other method a 405
+        "archive": (archive, READ),
+        "feed": (feed, READ),
+        "unsubscribe": (unsubscribe, (*READ, "POST")),
+        "resubscribe": (resubscribe, ("POST",)),
+        "edition": (edition, READ),
+    }
 
     async def respond(request: Request) -> Response:
         name, parameter = route(_route_path(request.scope))
         if not name:
             return refusal(404, "Not found", "There is no such page.")
-        if request.method not in ROUTES[name]:
+        handler, methods = routes[name]
+        if request.method not in methods:
             response = refusal(405, "Not allowed", "There is no such page.")
-            response.headers["allow"] = ", ".join(ROUTES[name])
+            response.headers["allow"] = ", ".join(methods)
             return response
         try:
-            return await handlers[name](request, parameter)
+            return await handler(request, parameter)
         except Exception:
             log.exception("error answering a %s request to /%s/", request.method, name)
             return PlainTextResponse("Internal Server Error", status_code=500, headers=SECURITY_HEADERS)
@@ -243,20 +245,20 @@ def _one_click(content_type: str, body: bytes) -> str | None:
     "page" for the button of our unsubscribe page (it also sends PAGE_FIELD), "" for a mail provider's POST,
     None for anything else."""
     kind = content_type.split(";")[0].strip().lower()
-    if kind == "application/x-www-form-urlencoded" and body == ONE_CLICK:  # what mail providers send
-        return ""
     if kind == "application/x-www-form-urlencoded":
+        if body == ONE_CLICK:  # what mail providers send: no parsing needed
+            return ""
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-        if fields.get("List-Unsubscribe") != ["One-Click"]:
+        if fields.get(ONE_CLICK_FIELD[0]) != [ONE_CLICK_FIELD[1]]:
             return None
-        name, _, value = PAGE_FIELD.partition("=")
-        return "page" if fields.get(name) == [value] else ""
+        return "page" if fields.get(PAGE_FIELD[0]) == [PAGE_FIELD[1]] else ""
     if kind == "multipart/form-data":
         message = message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body,
                                      policy=policy.HTTP)  # fmt: skip
+        name, value = ONE_CLICK_FIELD
         for part in message.iter_parts() if message.is_multipart() else []:
-            if part.get_param("name", header="content-disposition") == "List-Unsubscribe":
-                return "" if part.get_content().strip() == "One-Click" else None
+            if part.get_param("name", header="content-disposition") == name:
+                return "" if part.get_content().strip() == value else None
     return None
 
 
