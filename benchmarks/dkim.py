@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import shutil
 import statistics
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import EDITION, REPO, free_port, running, smtp_sink
+from common import EDITION, REPO, free_port, installed_env, running, smtp_sink
 
 
 def command(work: Path, env: dict[str, str], *args: str) -> float:
@@ -68,8 +67,8 @@ def measure(work: Path, port: int, count: int) -> None:
                 signer.sign(message)
                 times.append(time.perf_counter() - start)
             print(f"  {kind:8} {statistics.median(times) * 1000:.3f} ms")
-        base = {**os.environ, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
-                "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip
+        base = installed_env(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_SECURITY="none",
+                             NEWSLETTER_UNSUBSCRIBE_SECRET="benchmark")  # fmt: skip
         settings = {"off": {}, **{kind: {"DKIM_PRIVATE_KEY_FILE": str(path), "DKIM_SELECTOR": f"s{kind}"}
                                   for kind, path in keys.items()}}  # fmt: skip
         print(f"\nwhole commands, {count:,} recipients, messages/s:")

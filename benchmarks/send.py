@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import EDITION, REPO, SINK, free_port, running, smtp_sink
+from common import EDITION, REPO, SINK, free_port, installed_env, running, smtp_sink
 
 SOURCE = "/usr/sbin/smtp-source"
 RELAY_SINK = Path(__file__).resolve().parent / "relay_sink.py"
@@ -100,11 +100,8 @@ class Project:
         return [self.factory.compose(person).data for person in people]
 
     def env(self, port: int, timeout: float = 30) -> dict[str, str]:
-        """The command's environment. Its bytecode is cached as in an installed package (pip compiles on install):
-        a PYTHONDONTWRITEBYTECODE inherited from a sandbox would recompile every edited module on each run."""
-        inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-        return {**inherited, "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
-                "SMTP_TIMEOUT": str(timeout), "NEWSLETTER_UNSUBSCRIBE_SECRET": "benchmark"}  # fmt: skip
+        return installed_env(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_SECURITY="none",
+                             SMTP_TIMEOUT=str(timeout), NEWSLETTER_UNSUBSCRIBE_SECRET="benchmark")  # fmt: skip
 
     def send(self, port: int, count: int, connections: int) -> float:
         """The whole `newsletter send` command from a fresh journal, in messages per second."""

@@ -23,16 +23,14 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from common import REPO, free_port
+from common import REPO, free_port, installed_env, running
 
 SECRET = "benchmark-secret"
 LIST_ID = "news.seattle-neuro.example.org"
@@ -102,26 +100,11 @@ def one_click_burst(work: Path, port: int, clients: int, seconds: int) -> dict[s
             "requests": requests, "failed": int(failed[1]) if failed else 0}  # fmt: skip
 
 
-@contextlib.contextmanager
-def serving(work: Path, port: int) -> Iterator[subprocess.Popen]:
+def serving(work: Path, port: int) -> contextlib.AbstractContextManager[subprocess.Popen]:
     """The real `newsletter serve` in `work`, from an empty suppression store, until the block ends."""
     shutil.rmtree(work / ".newsletter", ignore_errors=True)
-    inherited = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    server = subprocess.Popen([sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts"],
-                              cwd=work, env={**inherited, "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET},
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        server.stdout.readline()
-        for _ in range(200):  # the line comes as uvicorn binds; wait until it accepts
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield server
-    finally:
-        server.terminate()
-        server.wait()
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts"]
+    return running(command, port, cwd=work, env=installed_env(NEWSLETTER_UNSUBSCRIBE_SECRET=SECRET))
 
 
 def main() -> None:
