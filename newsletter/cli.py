@@ -374,6 +374,17 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def _port(text: str) -> int:
+    """A TCP port number, refused here rather than by a traceback from bind()."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="newsletter", description="Build, check, export and send email newsletters.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -397,7 +408,7 @@ def _parser() -> argparse.ArgumentParser:
 
     preview = command("preview", cmd_preview, "serve a review page on 127.0.0.1 that rebuilds on every change")
     preview.add_argument("edition", help="edition name under issues/, or its folder")
-    preview.add_argument("--port", type=int, default=8025, help="port on 127.0.0.1 (default 8025)")
+    preview.add_argument("--port", type=_port, default=8025, help="port on 127.0.0.1 (default 8025)")
     preview.add_argument("--quick", action="store_true", help="skip the real-tool checks on each rebuild")
 
     shots = command("screenshot", cmd_screenshot, "write desktop.png, mobile.png and dark.png via headless Chromium")
@@ -441,7 +452,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command("serve", cmd_serve, "serve one-click unsubscribe, the archive, web versions and feed.xml")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--drafts", action="store_true", help="list every edition, not only those sent (review)")
     serve.add_argument("--root-path", default="", help="the path prefix a reverse proxy serves it under")
     serve.add_argument("--proxy", action="store_true", help="trust X-Forwarded-* headers (behind a proxy)")
@@ -476,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
         "install the pinned npm checkers `check` uses (axe-core, Nu checker, caniemail) into a per-user cache",
     )
     capture = command("smtp-capture", cmd_smtp_capture, "run a local SMTP server that stores messages as .eml")
-    capture.add_argument("--port", type=int, default=1025, help="port to listen on (default 1025)")
+    capture.add_argument("--port", type=_port, default=1025, help="port to listen on (default 1025)")
     capture.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     capture.add_argument("--maildir", type=Path, default=Path("captured"), help="folder for .eml files")
     return parser

@@ -459,3 +459,11 @@ def test_the_public_api_is_what_the_readme_lists() -> None:
             assert f"`{name}`" in (REPO / "README.md").read_text(encoding="utf-8"), name
     with pytest.raises(AttributeError):
         newsletter.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize("command", [["preview", "back-pain"], ["serve"], ["smtp-capture", "--maildir", "m"]])
+@pytest.mark.parametrize("port", ["70000", "0", "http"])
+def test_a_port_out_of_range_is_a_usage_error_not_a_traceback(cli, command: list[str], port: str) -> None:
+    result = cli(*command, "--port", port)
+    assert result.code == 2 and "--port" in result.err and "Traceback" not in result.err
+    assert result.err.strip().splitlines()[-1].startswith("newsletter ")
