@@ -101,7 +101,8 @@ class Project:
 
     def env(self, port: int, timeout: float = 30) -> dict[str, str]:
         return installed_env(SMTP_HOST="127.0.0.1", SMTP_PORT=str(port), SMTP_SECURITY="none",
-                             SMTP_TIMEOUT=str(timeout), NEWSLETTER_UNSUBSCRIBE_SECRET="benchmark")  # fmt: skip
+                             SMTP_TIMEOUT=str(timeout),
+                             NEWSLETTER_UNSUBSCRIBE_SECRET="benchmark-key-0123456789")  # fmt: skip
 
     def send(self, port: int, count: int, connections: int) -> float:
         """The whole `newsletter send` command from a fresh journal, in messages per second."""

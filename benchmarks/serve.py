@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import REPO, free_port, installed_env, running
 
-SECRET = "benchmark-secret"
+SECRET = "benchmark-secret-0123456789"
 LIST_ID = "news.seattle-neuro.example.org"
 WRK = "/usr/bin/wrk"
 # each request takes the next path of paths.txt; every POST is the RFC 8058 body, form-urlencoded

@@ -5,15 +5,18 @@ Python (CVE-2023-27043), so subscriber addresses are checked against the plain d
 every real mailbox uses, and anything stranger is reported rather than guessed at. A display name may come with
 it (`Ann Example <ann@example.org>`, RFC 5322 name-addr); it is split off first and kept.
 
-Internationalised domains (`bücher.de`) are accepted and written in their IDNA form (`xn--bcher-kva.de`)
+Internationalised domains (`bücher.de`) are accepted and written in their IDNA 2008 form (`xn--bcher-kva.de`)
 wherever mail needs ASCII: headers, the SMTP envelope, Message-IDs. Two spellings of one domain are one mailbox.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from email.headerregistry import Address
 from functools import lru_cache
+
+import idna
 
 from .errors import ConfigError, ContentError
 
@@ -73,15 +76,40 @@ def split_mailbox(value: str) -> tuple[str, str, str | None]:
 @lru_cache(maxsize=4096)
 def ascii_domain(domain: str) -> str | None:
     """The domain in IDNA (ASCII) form, or None when it is not a valid host name. Cached: a list has many
-    addresses but few domains, and IDNA encoding is slow."""
+    addresses but few domains, and IDNA encoding is slow.
+
+    IDNA 2008 with UTS #46 (non-transitional), as browsers and mail software do today: `straße.de` stays
+    `xn--strae-oqa.de`, where Python's own IDNA 2003 codec sends it to `strasse.de`, someone else's domain.
+    Characters a reader cannot see (zero-width joiners, soft hyphens, bidi controls) are refused outright:
+    UTS #46 would silently drop some of them, and `b@a\u00adb.com` would become another domain's `b@ab.com`."""
+    if any(_invisible(char) for char in domain):
+        return None
     try:
-        encoded = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
-    except UnicodeError:
+        if domain.isascii():
+            encoded = domain
+            if "xn--" in domain.lower():
+                idna.decode(domain)  # an A-label must be one IDNA 2008 allows
+        else:
+            encoded = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return None
     labels = encoded.split(".")
     if len(labels) < 2 or len(encoded) > 253 or not all(_LABEL.match(label) for label in labels):
         return None
     return encoded
+
+
+# default-ignorable code points outside the format (Cf) category: fillers, variation selectors, tags
+_IGNORABLE = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164),
+              (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0000, 0xE0FFF))  # fmt: skip
+
+
+def _invisible(char: str) -> bool:
+    """True for a character that shows nothing: controls, format characters, separators, unassigned, ignorable."""
+    if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zs", "Zl", "Zp"):
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IGNORABLE)
 
 
 def ascii_address(addr: str) -> str:

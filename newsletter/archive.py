@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import NewsletterError
+from .errors import ConfigError, ContentError, NewsletterError
 from .inline import inline_css
 from .journal import JournalReader, journal_path
 from .load import EDITION_FILE, ISSUES_DIR, load_edition
@@ -86,6 +86,16 @@ class Pages:
         return self.page(f"{self.publication.name}: all editions", editions=linked, feed_url=f"{base}{FEED}")
 
 
+def feed_base(publication: Publication) -> str:
+    """Where the feed and its entries live, from the settings alone: a feed's ids must never come from a
+    request's Host header, which anyone can set."""
+    base = publication.site_url or publication.archive_url or publication.website_url
+    if not base:
+        raise ConfigError("[publication] site_url (or archive_url) is not set: the feed's links need the archive's "
+                          "public address", publication.source)  # fmt: skip
+    return base
+
+
 def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -> bytes:
     """An Atom feed of the archive (feedgen), entries linking to their web versions under `site`."""
     from feedgen.feed import FeedGenerator
@@ -110,11 +120,17 @@ def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -
 
 
 def write_archive(root: Path, publication: Publication, out: Path, drafts: bool = False) -> list[Path]:
-    """The archive as static files for any static host: index.html, NAME/index.html per edition, feed.xml."""
+    """The archive as static files for any static host: index.html, NAME/index.html per edition, feed.xml.
+    Never into the newsletter's own folder or any folder holding editions: NAME/index.html would land beside,
+    or over, the editions' sources."""
+    target = out.resolve()
+    if target == root.resolve() or (target / ISSUES_DIR).exists() or root.resolve().is_relative_to(target):
+        raise ContentError("is the newsletter's own folder (or holds issues/): choose an output folder of its own",
+                           out)  # fmt: skip
     entries = archive_entries(root, drafts)
     files: dict[str, bytes | str] = {"index.html": Pages(root, publication).index(entries)}
     for entry in entries:
         files[f"{entry.name}/index.html"] = web_version(root, publication, entry.name)
-    files[FEED] = feed_xml(publication, entries, publication.site_url or publication.website_url)
+    files[FEED] = feed_xml(publication, entries, feed_base(publication))
     make_folder(out)
     return write_files(out, files, durable=False)

@@ -39,7 +39,7 @@ from .journal import JournalReader
 from .journal.reader import JOURNAL_DIR
 from .model import Publication
 from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore, store_path
-from .tokens import edition_code, read_unsubscribe_token, read_verp_tag, unsubscribe_keys
+from .tokens import edition_code, read_unsubscribe_token, read_verp_tag, required_keys
 
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
@@ -67,7 +67,7 @@ class BounceReader:
     def __init__(self, root: Path, publication: Publication) -> None:
         self.root = root
         self.publication = publication
-        self.keys = unsubscribe_keys(publication.unsubscribe_secret)
+        self.keys = required_keys(publication.unsubscribe_secret, "bounces")
         self.store = SuppressionStore(store_path(root))
         self._editions = {
             edition_code(publication.list_id, path.stem): path

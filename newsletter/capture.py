@@ -71,8 +71,17 @@ def capture_controller(handler: Any, host: str = "127.0.0.1", port: int = 1025, 
 
 
 def ensure_free(host: str, port: int) -> None:
-    """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing)."""
-    with socket.socket() as probe:
+    """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing).
+
+    The probe binds with SO_REUSEADDR, as the servers themselves do (uvicorn, aiosmtpd): connections of a
+    server that was just killed linger in TIME_WAIT for a minute, and a probe without it would refuse the port
+    that the real server can take at once, so a `Restart=` under systemd would fail for that minute."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:

@@ -1,7 +1,10 @@
 """The command line: a thin layer that parses arguments, calls the library, and prints one line per outcome.
 
-Every `NewsletterError` becomes one line on stderr (`newsletter: file:line: problem`) and exit status 1; argparse
-usage errors exit 2. No traceback reaches the user for bad input.
+Every `NewsletterError` becomes one line on stderr (`newsletter: file:line: problem`) and an exit status a script
+can act on (see EXIT_STATUSES); argparse usage errors exit 2. No traceback reaches the user for bad input.
+
+The workspace is found here, at the edge, and passed down: the nearest folder at or above the working directory
+that holds newsletter.toml. Nothing below this module looks at the working directory.
 """
 
 from __future__ import annotations
@@ -11,19 +14,88 @@ import contextlib
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import load_publication
-from .errors import CheckFailed, NewsletterError
+from .config import find_root, load_publication
+from .errors import CheckFailed, ConfigError, DataError, NewsletterError, SetupFailed, TemporaryFailure
 from .pipeline import build_edition, check_edition, export_edition, preview_edition
 from .suppressions import complaint_warning, edition_reports
 from .writer import csv_text
 
+# Exit statuses: the sysexits values where one fits, so cron or a script can tell "fix it" from "run it later".
+EXIT_OK = 0
+EXIT_FAILED = 1  # content or checks failed, or a recipient's delivery did
+EXIT_USAGE = 2  # argparse's own
+EXIT_DATAERR = 65  # a data file (recipients, suppressions) is unusable as it is
+EXIT_TEMPFAIL = 75  # stopped, resumable: run the same command again later
+EXIT_CONFIG = 78  # configuration or credentials wrong: fix them, then run again
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = f"""exit status:
+  {EXIT_OK}   success
+  {EXIT_FAILED}   content or checks failed (or a recipient's delivery failed); the message says what
+  {EXIT_USAGE}   usage: a command or option is wrong
+  {EXIT_DATAERR}  bad data: a recipients or suppression file cannot be used as it is
+  {EXIT_TEMPFAIL}  temporary: stopped but resumable (server unreachable, Ctrl-C); run the same command later
+  {EXIT_CONFIG}  configuration or credentials wrong (newsletter.toml, .env): fix them, then run again"""
+
+
+def _root() -> Path:
+    """The workspace of this command: newsletter.toml in the working folder or the nearest parent."""
+    return find_root(Path.cwd())
+
+
+def _edition(text: str) -> str:
+    """EDITION as typed: a name under issues/, or a folder, made absolute here so that it means the folder the
+    user sees from the working directory even when the workspace root is a parent of it."""
+    path = Path(text)
+    return str(Path.cwd() / path) if path.is_dir() or len(path.parts) > 1 else text
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import FIRST_EDITION, Identity, default_identity, init_newsletter
+
+    folder = args.dir
+    given = {"name": args.name, "sender": args.sender, "postal_address": args.postal_address,
+             "site_url": args.site_url, "disclaimer": args.disclaimer}  # fmt: skip
+    missing = [key for key, value in given.items() if value is None]
+    if missing and not args.yes:
+        if not sys.stdin.isatty():
+            flags = ", ".join(f"--{'from' if key == 'sender' else key.replace('_', '-')}" for key in missing)
+            print(f"newsletter init: no terminal to ask on: give {flags}, or --yes for the defaults", file=sys.stderr)
+            return EXIT_USAGE
+        for key in missing:
+            given[key] = _ask(_INIT_QUESTIONS[key], getattr(default_identity(folder, given["name"]), key))
+    defaults = default_identity(folder, given["name"])
+    answers = {key: getattr(defaults, key) if value is None else value for key, value in given.items()}
+    written = init_newsletter(folder, Identity(**answers), theme=args.theme)
+    for path in written:
+        print(f"wrote {_shown(path)}" + (" (readable by you only)" if path.name == ".env" else ""))
+    place = "" if folder.resolve() == Path.cwd().resolve() else f"cd {_shown(folder)} && "
+    print(f"next: {place}newsletter build {FIRST_EDITION} && newsletter check {FIRST_EDITION} --quick")
+    if not answers["postal_address"] or "@example.com" in answers["sender"]:
+        print("then set your own From address and postal address in newsletter.toml: `check` asks for both")
+    return EXIT_OK
+
+
+_INIT_QUESTIONS = {
+    "name": "Newsletter name",
+    "sender": "From (Name <address@your-domain>)",
+    "postal_address": "Postal address (shown in every footer)",
+    "site_url": "Site URL where `newsletter serve` will answer",
+    "disclaimer": "Disclaimer at the foot of every edition",
+}
+
+
+def _ask(question: str, default: str) -> str:
+    answer = input(f"{question} [{default}]: " if default else f"{question}: ").strip()
+    return answer or default
+
 
 def cmd_build(args: argparse.Namespace) -> int:
-    result = build_edition(args.edition, args.out)
+    result = build_edition(_edition(args.edition), args.out, _root())
     for path in result.files:
         print(f"wrote {_shown(path)}")
     print(
@@ -34,7 +106,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    preview, results = check_edition(args.edition, tools=not args.quick)
+    preview, results = check_edition(_edition(args.edition), _root(), tools=not args.quick)
     folder = _shown(preview.rendered.edition.folder)
     print(f"{folder}: built-in checks passed ({len(preview.rendered.edition.articles)} article(s))")
     for result in results:
@@ -48,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from .toolchecks import screenshots
 
-    preview = preview_edition(args.edition)
+    preview = preview_edition(_edition(args.edition), _root())
     for path in screenshots(preview.html, args.out):
         print(f"wrote {_shown(path)}")
     return 0
@@ -57,7 +129,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from .preview import PreviewServer
 
-    server = PreviewServer(args.edition, Path.cwd(), args.port, tools=not args.quick)
+    server = PreviewServer(_edition(args.edition), _root(), args.port, tools=not args.quick)
     print(f"reviewing {args.edition} at {server.url} (rebuilds on every change; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -69,7 +141,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    result = export_edition(args.edition, args.recipients, args.out)
+    result = export_edition(_edition(args.edition), args.recipients, args.out, _root())
     for problem in result.problems:
         print(f"newsletter: {problem}", file=sys.stderr)
     for warning in result.warnings:
@@ -81,7 +153,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .importer import import_article
 
-    imported = import_article(args.file, load_publication(), args.into)
+    root = _root()
+    into = _edition(args.into) if args.into else None
+    imported = import_article(args.file, load_publication(root), into, root)
     print(f"imported {args.file} -> {_shown(imported.path)}")
     for warning in imported.warnings:
         print(f"newsletter: warning: {warning}", file=sys.stderr)
@@ -91,7 +165,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_send_test(args: argparse.Namespace) -> int:
     from .sendtest import send_test
 
-    results = send_test(args.edition, args.to, verbose=args.verbose)
+    results = send_test(_edition(args.edition), args.to, _root(), verbose=args.verbose)
     for result in results:
         if result.error:
             print(f"newsletter: not sent to {result.address}: {result.error}", file=sys.stderr)
@@ -108,24 +182,27 @@ def cmd_send(args: argparse.Namespace) -> int:
         max_consecutive_failures=args.max_consecutive_failures, retry_delay=args.retry_delay, limit=args.limit,
         give_up_after=args.give_up_after, verbose=args.verbose,
     )  # fmt: skip
-    send = Send(args.edition, args.recipients, options=options)
+    root = _root()
+    send = Send(_edition(args.edition), args.recipients, root, options=options)
     try:
         for problem in send.problems:
             print(f"newsletter: {problem}", file=sys.stderr)
         plan = send.plan()
-        print(
-            f'{"Resuming" if plan.resuming else "Sending"} edition {plan.edition} "{plan.subject}": '
-            f"{plan.pending} of {plan.total} recipient(s) to send via {plan.host}, "
-            f"{plan.connections} connection(s), rate {plan.rate}"
-        )
-        for warning in _complaint_warnings(Path.cwd()):
+        for warning in _complaint_warnings(root):
             print(f"newsletter: warning: {warning}", file=sys.stderr)
+        counted = (f"{plan.to_send} to send, {plan.suppressed} suppressed, {plan.sent} already sent"
+                   + (f", {plan.failed} failed" if plan.failed else "")
+                   + (f", {plan.in_doubt} in doubt" if plan.in_doubt else ""))  # fmt: skip
         if plan.pending == 0:
-            print("nothing left to send; `newsletter status` shows how it went")
-            counts = send.counts()
-            return _send_exit(counts.get("failed", 0), counts.get("in-doubt", 0))
-        if not args.yes and not _confirmed():
-            return 1
+            print(f'Edition {plan.edition} "{plan.subject}" is complete: {counted} of {plan.total} recipient(s); '
+                  "`newsletter status` shows how it went")  # fmt: skip
+            return _send_exit(plan.failed, plan.in_doubt)
+        print(
+            f'{"Resuming" if plan.resuming else "Sending"} edition {plan.edition} "{plan.subject}": {counted} of '
+            f"{plan.total} recipient(s), via {plan.host}, {plan.connections} connection(s), rate {plan.rate}"
+        )
+        if plan.to_send and not args.yes and not _confirmed():  # with none to send, the run only records skips
+            return EXIT_FAILED
         printer = _ProgressPrinter()
         report = send.run(printer)
         printer.finish()
@@ -138,15 +215,17 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"newsletter: {note}", file=sys.stderr)
     if report.interrupted:
         print("newsletter: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_TEMPFAIL
     if report.fatal:
         print(f"newsletter: {report.stop_reason}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     if report.stop_reason:
         print(f"newsletter: {report.stop_reason}; run the same command again to resume", file=sys.stderr)
-        return 1
+        return EXIT_TEMPFAIL
     if done.done < done.total:
         print(f"{done.total - done.done} recipient(s) still pending; run the same command again to continue")
+        return EXIT_TEMPFAIL
+    print(f"edition {plan.edition} is complete")
     return _send_exit(done.failed, done.in_doubt)
 
 
@@ -168,7 +247,7 @@ def _complaint_warnings(root: Path) -> list[str]:
 
 def _send_exit(failed: int, in_doubt: int) -> int:
     """Non-zero while any recipient's delivery failed or is in doubt, so scripts notice."""
-    return 1 if failed or in_doubt else 0
+    return EXIT_FAILED if failed or in_doubt else EXIT_OK
 
 
 def _confirmed() -> bool:
@@ -184,12 +263,17 @@ def _confirmed() -> bool:
 
 
 class _ProgressPrinter:
-    """A progress bar redrawn in place on a terminal; elsewhere one plain line per 1,000 messages, and a line
-    whenever there is news (a connection problem, a slow-down) so a log shows it the moment it happens."""
+    """A progress bar redrawn in place on a terminal. Elsewhere (cron, systemd) plain lines on stderr: one when
+    the run starts, then one every 1,000 messages and at least every PLAIN_EVERY seconds, and a line whenever
+    there is news (a connection problem, a slow-down), so a log shows a run is alive and what it meets."""
 
-    def __init__(self) -> None:
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.on_terminal = sys.stderr.isatty()
+        self.clock = clock
         self.thousands: int | None = None
+        self.last_line = -math.inf
         self.note = ""
 
     def __call__(self, progress) -> None:
@@ -209,9 +293,12 @@ class _ProgressPrinter:
             if progress.note:
                 print(f"newsletter: {progress.note}", file=sys.stderr, flush=True)
         thousands = progress.done // 1000
-        if self.thousands is not None and thousands > self.thousands:
-            print(f"{thousands * 1000}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
-                  f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s{connections}", flush=True)  # fmt: skip
+        now = self.clock()
+        if thousands != self.thousands or now - self.last_line >= self.PLAIN_EVERY:
+            print(f"{progress.done}/{progress.total}: sent {progress.sent}, failed {progress.failed}, "
+                  f"in doubt {progress.in_doubt}, {progress.rate:.0f}/s{connections}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            self.last_line = now
         self.thousands = thousands
 
     def finish(self) -> None:
@@ -223,13 +310,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .journal import open_existing
     from .load import edition_folder
 
-    with open_existing(Path.cwd(), edition_folder(args.edition).name) as journal:
+    root = _root()
+    edition = edition_folder(_edition(args.edition), root).name
+    with open_existing(root, edition) as journal:
         counts, problems = journal.counts(), journal.problems()
     if args.csv:
         sys.stdout.write(csv_text([["email", "state", "attempts", "reply", "message_id"], *problems]))
         return 0
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
-    reports = edition_reports(Path.cwd(), edition_folder(args.edition).name)
+    reports = edition_reports(root, edition)
     print(f"bounced {reports.get('bounce', 0)}, complained {reports.get('complaint', 0)}, "
           f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`)")  # fmt: skip
     warning = complaint_warning(reports.get("complaint", 0), counts["sent"])
@@ -244,8 +333,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     from .bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
     from .config import require_imap_settings
 
-    imap = require_imap_settings() if args.imap else None
-    reader = BounceReader(Path.cwd(), load_publication())
+    root = _root()
+    imap = require_imap_settings(root) if args.imap else None
+    reader = BounceReader(root, load_publication(root))
     summary = Summary()
     try:
         if args.maildir:
@@ -269,14 +359,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import run_server
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(Path.cwd(), args.host, args.port, args.drafts, args.root_path, args.proxy)
+        run_server(_root(), args.host, args.port, args.drafts, args.root_path, args.proxy)
     return 0
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
     from .archive import write_archive
 
-    files = write_archive(Path.cwd(), load_publication(), args.out, args.drafts)
+    root = _root()
+    files = write_archive(root, load_publication(root), args.out, args.drafts)
     print(f"wrote {len(files)} file(s) to {_shown(args.out)}: index.html, one page per edition, feed.xml")
     return 0
 
@@ -284,10 +375,9 @@ def cmd_archive(args: argparse.Namespace) -> int:
 def cmd_suppressions(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from .suppressions import SuppressionStore, store_path
+    from .suppressions import list_suppressions
 
-    with SuppressionStore(store_path(Path.cwd())) as store:
-        entries = store.entries()
+    entries = list_suppressions(_root())
     rows = [[e.address, e.reason, e.source, dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(timespec="seconds"),
              e.detail] for e in entries]  # fmt: skip
     if args.csv:
@@ -302,7 +392,7 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
 def cmd_suppress(args: argparse.Namespace) -> int:
     from .suppressions import SuppressionStore, store_path
 
-    with SuppressionStore(store_path(Path.cwd())) as store:
+    with SuppressionStore(store_path(_root())) as store:
         added = store.add(args.address, args.reason, "command line")
     print(f"{args.address}: {'suppressed' if added else 'was already suppressed'}")
     return 0
@@ -311,7 +401,7 @@ def cmd_suppress(args: argparse.Namespace) -> int:
 def cmd_unsuppress(args: argparse.Namespace) -> int:
     from .suppressions import SuppressionStore, store_path
 
-    with SuppressionStore(store_path(Path.cwd())) as store:
+    with SuppressionStore(store_path(_root())) as store:
         removed = store.remove(args.address)
     print(f"{args.address}: {'no longer suppressed' if removed else 'was not suppressed'}")
     return 0 if removed else 1
@@ -322,8 +412,9 @@ def cmd_dkim_keygen(args: argparse.Namespace) -> int:
     from .config import load_environment
     from .dkim import generate_key
 
-    env = load_environment()
-    publication = load_publication(env={**env, "DKIM_PRIVATE_KEY_FILE": ""})  # the key does not exist yet
+    root = _root()
+    env = load_environment(root)
+    publication = load_publication(root, env={**env, "DKIM_PRIVATE_KEY_FILE": ""})  # the key does not exist yet
     domain = env.get("DKIM_DOMAIN", "").strip() or parse_mailbox(publication.sender, "sender").domain
     target = args.out / f"{args.selector}.private"
     if target.exists():
@@ -385,8 +476,20 @@ def _port(text: str) -> int:
     return value
 
 
+def _host(text: str) -> str:
+    """An address to listen on; an empty one would make the server listen on every interface, unasked."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give an address, such as 127.0.0.1 (or 0.0.0.0 for every interface)")
+    return text.strip()
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="newsletter", description="Build, check, export and send email newsletters.")
+    parser = argparse.ArgumentParser(
+        prog="newsletter",
+        description="Build, check, export and send email newsletters.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens, SMTP dialogue included "
@@ -394,9 +497,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, parents=[common])
+        sub = commands.add_parser(name, help=help, description=help, parents=[common], epilog=EXIT_STATUSES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
         sub.set_defaults(handler=handler)
         return sub
+
+    init = command("init", cmd_init, "start a newsletter: newsletter.toml, .env, .gitignore and a first edition")
+    init.add_argument("dir", nargs="?", type=Path, default=Path("."), help="folder to start in (default: here)")
+    init.add_argument("--name", help="the newsletter's name")
+    init.add_argument("--from", dest="sender", metavar="FROM", help="its sender, 'Name <address@your-domain>'")
+    init.add_argument("--postal-address", help="your postal address, shown in every footer")
+    init.add_argument("--site-url", help="where `newsletter serve` answers (https://...)")
+    init.add_argument("--disclaimer", help="the disclaimer every edition carries")
+    init.add_argument("--theme", action="store_true", help="also copy the templates into templates/ for editing")
+    init.add_argument("--yes", action="store_true", help="use the defaults for anything not given; ask nothing")
 
     build = command("build", cmd_build, "build an edition into email.html, email.txt and email.eml")
     build.add_argument("edition", help="edition name under issues/, or its folder")
@@ -451,7 +565,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--csv", action="store_true", help="failed and in-doubt recipients as CSV")
 
     serve = command("serve", cmd_serve, "serve one-click unsubscribe, the archive, web versions and feed.xml")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
     serve.add_argument("--drafts", action="store_true", help="list every edition, not only those sent (review)")
     serve.add_argument("--root-path", default="", help="the path prefix a reverse proxy serves it under")
@@ -488,9 +602,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     capture = command("smtp-capture", cmd_smtp_capture, "run a local SMTP server that stores messages as .eml")
     capture.add_argument("--port", type=_port, default=1025, help="port to listen on (default 1025)")
-    capture.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    capture.add_argument("--host", type=_host, default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     capture.add_argument("--maildir", type=Path, default=Path("captured"), help="folder for .eml files")
     return parser
+
+
+def exit_status(error: NewsletterError) -> int:
+    """What an error means for whoever runs the command: fix the settings, fix the data, or try again later."""
+    if isinstance(error, ConfigError | SetupFailed):
+        return EXIT_CONFIG
+    if isinstance(error, DataError):
+        return EXIT_DATAERR
+    if isinstance(error, TemporaryFailure):
+        return EXIT_TEMPFAIL
+    return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -501,17 +626,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckFailed as failed:
         for problem in failed.problems:
             print(f"newsletter: {_shown(failed.path)}: {problem}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except NewsletterError as error:
         print(f"newsletter: {error.describe(_shown)}", file=sys.stderr)
-        return 1
+        return exit_status(error)
     except OSError as error:  # the file system said no (an --out that is a file, a full disk, permissions)
         where = f"{_shown(Path(error.filename))}: " if error.filename else ""
         print(f"newsletter: {where}{error.strerror or error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("newsletter: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from email import policy
 from email.charset import Charset
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.quoprimime import body_encode
@@ -40,6 +41,7 @@ QP_LINE = 75  # one short of RFC 2045's 76, leaving room for the soft break that
 MAX_ENCODED_WORD = 75  # RFC 2047 section 2
 MAX_LINE = 78  # RFC 5322 section 2.1.1: a header line should be no longer
 _UTF8 = Charset("utf-8")
+_UNFOLDABLE = re.compile(r"\S{60,}")  # a run no line break can go inside
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> 
     """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
     digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
     return f"<{digest}.{message_label(edition_name)}@{domain}>"
+
+
+def first_name(recipient: Recipient) -> str:
+    """`recipient.first_name`: the list's own `first_name` column where it has one, else the name's first word."""
+    given = recipient.fields.get("first_name", "").strip()
+    return given or next(iter(recipient.name.split()), "")
 
 
 @functools.lru_cache
@@ -164,6 +172,7 @@ class MessageFactory:
         known = {
             "email": recipient.email,
             "name": recipient.name or publication.greeting_fallback,
+            "first_name": first_name(recipient) or publication.greeting_fallback,
             "unsubscribe_url": publication.unsubscribe_url.replace("{token}", token),
         }
         return tuple(known[f] if f in known else recipient.fields.get(f, "") for f in self._fields)
@@ -224,20 +233,26 @@ class MessageFactory:
         return message_id, own.encode("ascii") + self._common_headers + EOL.encode() + body.encode("ascii")
 
     def _to(self, recipient: Recipient) -> str:
-        """The To value from the recipient's fields. Plain ASCII names (most of them) are quoted by formataddr;
-        a non-ASCII name that fits one RFC 2047 encoded word (75 characters: about 40 bytes of UTF-8) becomes
-        that word (5 µs, where the email package's header machinery takes 370 µs);
-        anything longer is encoded and folded by the email package. An internationalised domain is written in
-        its IDNA form: RFC 2047 forbids encoded words in an address."""
+        """The To value from the recipient's fields, every line of it within 78 characters and CRLF-folded.
+
+        Plain ASCII names (most of them) are quoted by formataddr. A non-ASCII name that fits one RFC 2047
+        encoded word (75 characters: about 40 bytes of UTF-8) becomes that word (5 µs, where the email package's
+        header machinery takes 370 µs). A longer name of short words is folded at its spaces by the email
+        package; one that cannot be folded there (a word too long for a line, or non-ASCII) is written as a
+        run of encoded words, one per line, which mail readers join again. An internationalised domain is
+        written in its IDNA form: RFC 2047 forbids encoded words in an address."""
         email = ascii_address(recipient.email)
-        if recipient.name.isascii() and len(recipient.name) <= 60:
-            return formataddr((recipient.name, email))
-        if not recipient.name.isascii():
-            word = _UTF8.header_encode(recipient.name)  # what formataddr(..., charset="utf-8") writes
-            if len(word) <= MAX_ENCODED_WORD:
-                fits = len("To: ") + len(word) + len(email) + 3 <= MAX_LINE
-                return f"{word}{' ' if fits else EOL + ' '}<{email}>"
-        local, _, domain = email.rpartition("@")
-        message = EmailMessage(policy=policy.SMTP)
-        message["To"] = Address(display_name=recipient.name, username=local, domain=domain)
-        return _header_block(message).decode("ascii")[len("To: ") : -len(EOL)]
+        name = recipient.name
+        if name.isascii() and len(name) <= 60:
+            return formataddr((name, email))
+        if name.isascii() and not _UNFOLDABLE.search(name):
+            local, _, domain = email.rpartition("@")
+            message = EmailMessage(policy=policy.SMTP)
+            message["To"] = Address(display_name=name, username=local, domain=domain)
+            return _header_block(message).decode("ascii")[len("To:") : -len(EOL)].lstrip(" ")
+        word = _UTF8.header_encode(name)  # what formataddr(..., charset="utf-8") writes
+        if len(word) <= MAX_ENCODED_WORD:
+            fits = len("To: ") + len(word) + len(email) + 3 <= MAX_LINE
+            return f"{word}{' ' if fits else EOL + ' '}<{email}>"
+        words = Header(name, _UTF8, maxlinelen=MAX_LINE - 2, header_name="To").encode(linesep=EOL)
+        return f"{words}{EOL} <{email}>"

@@ -7,11 +7,15 @@ The real environment wins over `.env`, as python-dotenv's users expect; `.env` i
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import math
 import os
+import re
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -21,15 +25,24 @@ from .dkim import key_from_environment
 from .errors import ConfigError, ContentError
 from .headers import check_header_value
 from .model import Publication
+from .tokens import secret_keys
 
 CONFIG_FILE = "newsletter.toml"
 SECURITY_MODES = ("starttls", "ssl", "none")
-_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {
-    "source",
-    "unsubscribe_secret",
-    "sender",
-    "dkim",
-}
+_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret", "dkim"}
+_CSS_COLOR = re.compile(
+    r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|(?:rgb|hsl)a?\(\s*[0-9.%]+(?:\s*[,\s/]\s*[0-9.%]+){2,3}\s*\)"
+)
+
+
+def find_root(start: Path) -> Path:
+    """The workspace holding `start`: the nearest folder at or above it with a newsletter.toml, as git finds
+    `.git`, so every command works from any subfolder of a newsletter and never from someone else's settings."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter")
 
 
 def load_environment(root: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -41,59 +54,108 @@ def load_environment(root: Path | None = None, environ: Mapping[str, str] | None
 
 
 def load_publication(root: Path | None = None, env: Mapping[str, str] | None = None) -> Publication:
-    """Read `[publication]` from newsletter.toml (all keys optional: the defaults are the sample's)."""
+    """Read `[publication]` from newsletter.toml in `root`, with NEWSLETTER_FROM / NEWSLETTER_REPLY_TO and the
+    unsubscribe secret from the environment; fill in what derives from the publication's own identity."""
     root = root or Path.cwd()
     env = load_environment(root) if env is None else env
     path = root / CONFIG_FILE
-    settings: dict[str, object] = {}
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"not valid TOML: {exc}", path) from None
-        section = data.get("publication", {})
-        for key, value in section.items():
-            name = "sender" if key == "from" else key
-            if name not in _PUBLICATION_KEYS | {"sender"}:
-                raise ConfigError(f"unknown setting [publication] {key}", path)
-            if not isinstance(value, str):
-                raise ConfigError(f"[publication] {key} must be a string", path)
-            settings[name] = value
+    source = str(path)
+    settings = _read_settings(path)
     for key, name in (("NEWSLETTER_FROM", "sender"), ("NEWSLETTER_REPLY_TO", "reply_to")):
         if env.get(key):
             parse_mailbox(env[key], key, "environment / .env")
             settings[name] = env[key]
-    secret = env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")
-    if secret and not secret.strip():
-        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
-    settings["unsubscribe_secret"] = secret.strip()
-    if settings.get("site_url"):
-        site = _site_url(str(settings["site_url"]), str(path))
-        settings["site_url"] = site
-        settings.setdefault("unsubscribe_url", f"{site}/unsubscribe/{{token}}")
-        settings.setdefault("archive_url", f"{site}/")
-    publication = Publication(**settings, source=path if path.is_file() else None)  # type: ignore[arg-type]
-    _check_publication(publication, str(path))
+    for key in ("name", "sender", "disclaimer"):
+        if not settings.get(key, "").strip():
+            shown = "from" if key == "sender" else key
+            raise ConfigError(f"[publication] {shown} is required (who the newsletter is from)", source)
+    settings["unsubscribe_secret"] = ",".join(secret_keys(env.get("NEWSLETTER_UNSUBSCRIBE_SECRET", "")))
+    _check_urls(settings, source)
+    publication = Publication(**settings, source=path)
+    sender = parse_mailbox(publication.sender, "[publication] from", source)
+    publication = dataclasses.replace(
+        publication,
+        list_id=publication.list_id or derived_list_id(sender),
+        copyright=publication.copyright or f"Copyright © {dt.date.today().year} {publication.name}",
+        test_recipient=publication.test_recipient or sender.addr_spec,
+    )
+    _check_publication(publication, source)
     return dataclasses.replace(
         publication,
         unsubscribe_url=ascii_url(publication.unsubscribe_url),
         unsubscribe_mailto=ascii_address(publication.unsubscribe_mailto),
-        dkim=key_from_environment(env, parse_mailbox(publication.sender, "sender").domain),
+        dkim=key_from_environment(env, sender.domain),
     )
 
 
-def _site_url(url: str, source: str) -> str:
+def _read_settings(path: Path) -> dict[str, str]:
+    """The `[publication]` table as strings, with `from` named `sender` as the model has it."""
+    if not path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter", path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path) from None
+    settings: dict[str, str] = {}
+    for key, value in data.get("publication", {}).items():
+        name = "sender" if key == "from" else key
+        if name not in _PUBLICATION_KEYS:
+            raise ConfigError(f"unknown setting [publication] {key}", path)
+        if not isinstance(value, str):
+            raise ConfigError(f"[publication] {key} must be a string", path)
+        settings[name] = value.strip()
+    return settings
+
+
+def derived_list_id(sender: Address) -> str:
+    """A List-Id under the publication's own domain (RFC 2919): the From address's local part as a label of
+    its domain, `letter@garden.example` -> `letter.garden.example`."""
+    label = re.sub(r"[^a-z0-9-]+", "-", sender.username.lower()).strip("-") or "newsletter"
+    return f"{label}.{sender.domain.lower()}"
+
+
+def _check_urls(settings: dict[str, str], source: str) -> None:
+    """Derive the serve URLs from `site_url`, and refuse a URL or colour that could run in a reader's page."""
+    if settings.get("site_url"):
+        if settings.get("unsubscribe_url"):
+            raise ConfigError(
+                "[publication] site_url and unsubscribe_url are both set: site_url makes the unsubscribe link "
+                "point at `newsletter serve`; keep one of them",
+                source,
+            )
+        site = check_site_url(settings["site_url"], source=source)
+        settings["site_url"] = site
+        settings["unsubscribe_url"] = f"{site}/unsubscribe/{{token}}"
+        settings.setdefault("archive_url", f"{site}/")
+    if not settings.get("unsubscribe_url"):
+        raise ConfigError(
+            "[publication] site_url is not set: every edition needs a working unsubscribe link, from "
+            "`newsletter serve` at site_url (or an endpoint of your own as unsubscribe_url)",
+            source,
+        )
+    for key in ("website_url", "archive_url"):
+        url = settings.get(key, "")
+        if url and urllib.parse.urlsplit(url).scheme.lower() not in ("https", "http", "mailto"):
+            raise ConfigError(f"[publication] {key} must be an https://, http:// or mailto: URL", source)
+    color = settings.get("brand_color", "")
+    if color and not _CSS_COLOR.fullmatch(color):
+        raise ConfigError(
+            f"[publication] brand_color {color!r} is not a CSS colour (use #rrggbb, #rgb or rgb(r, g, b))", source
+        )
+
+
+def check_site_url(url: str, key: str = "[publication] site_url", source: str | None = None) -> str:
     """`site_url` without its trailing slash: https, or plain http on this machine only (for trying it out)."""
     parts = urllib.parse.urlsplit(url.strip())
     local = parts.hostname in ("127.0.0.1", "localhost", "::1")
     if parts.scheme != "https" and not (parts.scheme == "http" and local):
         raise ConfigError(
-            "[publication] site_url must be an https:// URL (RFC 8058 one-click needs https; plain http only for "
-            "127.0.0.1 or localhost)",
+            f"{key} must be an https:// URL (RFC 8058 one-click needs https; plain http only for 127.0.0.1 or "
+            "localhost)",
             source,
         )
     if parts.query or parts.fragment or not parts.hostname:
-        raise ConfigError("[publication] site_url must be a plain base URL such as https://news.example.org", source)
+        raise ConfigError(f"{key} must be a plain base URL such as https://news.example.org", source)
     return ascii_url(url.strip()).rstrip("/")
 
 
@@ -165,12 +227,8 @@ def load_smtp_settings(env: Mapping[str, str]) -> SMTPSettings | None:
     if security not in SECURITY_MODES:
         raise ConfigError(f"SMTP_SECURITY: unknown mode {security!r} (use one of {', '.join(SECURITY_MODES)})")
     default_port = {"starttls": 587, "ssl": 465, "none": 25}[security]
-    port = _number(env, "SMTP_PORT", default_port, int)
-    if not 0 < port < 65536:
-        raise ConfigError(f"SMTP_PORT: {port} is not a port number (1-65535)")
-    timeout = _number(env, "SMTP_TIMEOUT", 30.0, float)
-    if timeout <= 0:
-        raise ConfigError("SMTP_TIMEOUT: must be a positive number of seconds")
+    port = _port(env, "SMTP_PORT", default_port)
+    timeout = _timeout(env, "SMTP_TIMEOUT")
     ca_file = env.get("SMTP_CA_FILE", "").strip()
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"SMTP_CA_FILE: no such file {ca_file}")
@@ -179,6 +237,22 @@ def load_smtp_settings(env: Mapping[str, str]) -> SMTPSettings | None:
     if username and not password:
         raise ConfigError("SMTP_PASSWORD: must be set when SMTP_USERNAME is")
     return SMTPSettings(host, port, security, username, password, timeout, ca_file)
+
+
+def _port(env: Mapping[str, str], key: str, default: int) -> int:
+    port = _number(env, key, default, int)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{key}: {port} is not a port number (1-65535)")
+    return port
+
+
+def _timeout(env: Mapping[str, str], key: str, default: float = 30.0) -> float:
+    """Seconds to wait: a finite positive number (`nan`, `inf` and `1e400` parse as floats, and would mean
+    "never time out" or fail deep inside the socket layer)."""
+    timeout = _number(env, key, default, float)
+    if not math.isfinite(timeout) or timeout <= 0 or timeout > 24 * 3600:
+        raise ConfigError(f"{key}: must be a positive number of seconds (at most a day)")
+    return timeout
 
 
 def _number(env: Mapping[str, str], key: str, default, kind):
@@ -224,7 +298,7 @@ def require_imap_settings(root: Path | None = None) -> IMAPSettings:
         raise ConfigError(
             "no IMAP server configured: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example)"
         )
-    port = _number(env, "IMAP_PORT", 993, int)
+    port = _port(env, "IMAP_PORT", 993)
     ca_file = env.get("IMAP_CA_FILE", "").strip()
     if ca_file and not Path(ca_file).is_file():
         raise ConfigError(f"IMAP_CA_FILE: no such file {ca_file}")
@@ -232,4 +306,4 @@ def require_imap_settings(root: Path | None = None) -> IMAPSettings:
     if not username or not password:
         raise ConfigError("IMAP_USERNAME and IMAP_PASSWORD must be set to read bounces over IMAP")
     folder = env.get("IMAP_FOLDER", "").strip() or "INBOX"
-    return IMAPSettings(host, port, username, password, folder, ca_file, _number(env, "SMTP_TIMEOUT", 30.0, float))
+    return IMAPSettings(host, port, username, password, folder, ca_file, _timeout(env, "IMAP_TIMEOUT"))

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import JournalError
+from .writer import private_folder
 
 PRIVATE = 0o600
 
@@ -32,7 +33,7 @@ def sqlite_errors(path: Path, doing: str, hint: str = "") -> Iterator[None]:
 def open_private(path: Path, timeout: float) -> sqlite3.Connection:
     """Open (or create) the database at `path` owner-only, in WAL mode with full sync; waits up to `timeout`
     seconds for another writer."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(path.parent)
     try:  # an empty file is an empty database
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE))
     except FileExistsError:

@@ -16,10 +16,12 @@ import base64
 import hashlib
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .addresses import ascii_domain
 from .errors import ConfigError
 
 SIGNED_HEADERS = ("from", "reply-to", "to", "subject", "date", "message-id", "mime-version", "content-type",
@@ -47,12 +49,16 @@ def load_key(path: str, selector: str, domain: str) -> DKIMKey:
     _check_selector(selector)
     try:
         data = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as error:
         raise ConfigError(f"DKIM_PRIVATE_KEY_FILE: cannot read {path}: {error.strerror}") from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"DKIM_PRIVATE_KEY_FILE: {path} is not an unencrypted PEM private key ({error})") from None
+    if mode & 0o077:
+        raise ConfigError(f"DKIM_PRIVATE_KEY_FILE: {path} is readable by others (mode {stat.S_IMODE(mode):o}): "
+                          f"whoever reads it can sign mail as you; `chmod 600 {path}`")  # fmt: skip
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < MIN_RSA_BITS:
             raise ConfigError(f"DKIM_PRIVATE_KEY_FILE: {path} is a {key.key_size}-bit RSA key; DKIM needs at least "
@@ -74,6 +80,8 @@ def key_from_environment(env: dict, from_domain: str) -> DKIMKey | None:
     if not path:
         return None
     domain = (env.get("DKIM_DOMAIN", "").strip() or from_domain).lower()
+    if ascii_domain(domain) is None:
+        raise ConfigError(f"DKIM_DOMAIN: {domain!r} is not a domain name (such as example.org)")
     sender = from_domain.lower()
     if sender != domain and not sender.endswith("." + domain):
         raise ConfigError(f"DKIM_DOMAIN: {domain} does not match the From domain {from_domain} (DMARC needs the "

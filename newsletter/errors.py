@@ -34,6 +34,10 @@ class ContentError(NewsletterError):
     """An edition, article, template or recipients file that cannot be used as it is."""
 
 
+class DataError(ContentError):
+    """A data file the user keeps (a recipients or suppression list) that cannot be used as it is (EX_DATAERR)."""
+
+
 class ConfigError(NewsletterError):
     """A setting in newsletter.toml, the environment or .env that is missing or malformed."""
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import ContentError
-from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, read_text, split_front_matter
+from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, read_text, split_front_matter, toml_string
 from .model import Publication
 from .verify import normalise
 from .writer import atomic_write, safe_join
@@ -68,6 +68,9 @@ def import_article(
         f"![]({src}) in {target.name}"
         for src in missing_alt_text(article)
     )
+    if article.image and not article.image_alt:
+        warnings += (f"the featured image {article.image} has no alt text, which the build requires: describe what "
+                     f"it shows as image_alt in {target.name}",)  # fmt: skip
     return ImportedFile(target, warnings)
 
 
@@ -94,11 +97,69 @@ def _from_text(text: str, source: Path, publication: Publication) -> ImportedArt
     blocks = [b for b in blocks if not _is_boilerplate(b, publication)]
     if not blocks:
         raise ContentError("no article text found", source)
-    heading = [b for b in blocks[:2] if _is_heading_line(b)]
-    if len(heading) == 2 and len(blocks) > 2:
+    byline_at = next((i for i in (1, 2) if i < len(blocks) and parse_byline(blocks[i])), None)
+    if byline_at == 2 or (byline_at is None and len(blocks) > 2 and all(map(_is_heading_line, blocks[:2]))):
         blocks = blocks[1:]  # the first short line is the site's name, the second the title
-    title, body = blocks[0].strip(), blocks[1:]
-    return ImportedArticle(title=" ".join(title.split()), body="\n\n".join(_text_block(b) for b in body))
+    author, date = parse_byline(blocks[1]) if len(blocks) > 1 and parse_byline(blocks[1]) else ("", None)
+    title, body = blocks[0].strip(), blocks[2:] if author or date else blocks[1:]
+    return ImportedArticle(
+        title=" ".join(title.split()), body="\n\n".join(_text_block(b) for b in body), author=author, date=date
+    )
+
+
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATES = (  # (pattern, how to read its groups): the ways a blog writes the day a post was published
+    (re.compile(r"(\d{4})-(\d{2})-(\d{2})"), lambda m: (m[1], m[2], m[3])),
+    (re.compile(rf"({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", re.I), lambda m: (m[3], m[1], m[2])),
+    (re.compile(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+({_MONTH})\s+(\d{{4}})", re.I), lambda m: (m[3], m[2], m[1])),
+)
+_BYLINE_WORDS = re.compile(r"^(?:posted|published|written|updated)?\s*(?:on\s+)?", re.I)
+_SEPARATORS = " \t·•|—–-,:"
+
+
+def parse_byline(block: str) -> tuple[str, dt.date | None] | None:
+    """(author, date) of a byline such as "Posted January 3, 2026 by Mara Lindqvist" or "By Mara Lindqvist ·
+    3 Jan 2026", or None when the block is not a byline (one short line of a date and/or "by" and a name)."""
+    line = " ".join(block.split())
+    if "\n" in block.strip() or len(line) > 120:
+        return None
+    date, rest = None, line
+    for pattern, groups in _DATES:
+        match = pattern.search(line)
+        if match:
+            date = _calendar_date(*groups(match))
+            rest = line[: match.start()] + " " + line[match.end() :]
+            break
+    rest = _BYLINE_WORDS.sub("", rest.strip(_SEPARATORS)).strip(_SEPARATORS)
+    author = re.fullmatch(r"by\s+(.+?)", rest, re.I)
+    if author and len(author[1].split()) <= 6:
+        return author[1].strip(_SEPARATORS), date
+    return ("", date) if date and not rest else None
+
+
+def _calendar_date(year: str, month: str, day: str) -> dt.date | None:
+    """A date from its parts, the month as a number or an English name (or its abbreviation)."""
+    number = int(month) if month.isdigit() else next(
+        (i for i, name in enumerate(_MONTHS, 1) if name.startswith(month.lower().rstrip(".")[:3])), 0
+    )  # fmt: skip
+    try:
+        return dt.date(int(year), number, int(day))
+    except ValueError:
+        return None
 
 
 def _is_heading_line(block: str) -> bool:
@@ -169,17 +230,20 @@ class _PageMeta(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.meta: dict[str, str] = {}
         self.h1: list[str] = []
+        self.featured: tuple[str, str] | None = None  # (src, alt) of the post's featured image
         self._in: str = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
+        if tag == "img" and self.featured is None and _FEATURED.search(values.get("class", "")):
+            self.featured = (values.get("src", ""), " ".join(values.get("alt", "").split()))
         if tag == "title" or (tag == "h1" and not self.h1):
             self._in = tag
         elif tag == "link" and values.get("rel", "").lower() == "canonical":
             self.meta.setdefault("canonical_url", values.get("href", ""))
         elif tag == "meta":
             key = (values.get("property") or values.get("name") or "").lower()
-            if key in {"og:url", "author", "article:published_time", "og:title"}:
+            if key in {"og:url", "author", "article:published_time", "og:title", "og:image", "og:image:alt"}:
                 self.meta.setdefault(key, values.get("content", ""))
         elif tag == "time" and values.get("datetime"):
             self.meta.setdefault("article:published_time", values["datetime"])
@@ -196,6 +260,8 @@ class _PageMeta(HTMLParser):
 
 
 _IMG = re.compile(r"<img\b[^>]*>", re.I | re.S)
+# WordPress's post thumbnail, and the names other themes give a post's lead image
+_FEATURED = re.compile(r"\b(wp-post-image|featured-image|post-thumbnail|hero-image)\b", re.I)
 _FIGURE = re.compile(r"<figure\b.*?</figure>", re.I | re.S)
 
 
@@ -248,13 +314,26 @@ def _from_html(text: str, source: Path, publication: Publication) -> ImportedArt
     if blocks and blocks[0].lstrip("# ").strip() == title:
         blocks = blocks[1:]  # the title is the front matter's
     body = "\n\n".join(b for b in blocks if not _is_boilerplate(b, publication))
+    image, image_alt = _featured_image(page_meta, canonical, body)
     return ImportedArticle(
         title=title,
         body=body,
+        image=image,
+        image_alt=image_alt,
         canonical_url=canonical,
         author=meta.get("author", "") or (found and found.author) or "",
         date=_parse_date(meta.get("article:published_time", "") or (found and found.date) or ""),
     )
+
+
+def _featured_image(page: _PageMeta, canonical: str, body: str) -> tuple[str, str]:
+    """The post's featured image and its alt text (the theme's post thumbnail, else og:image), made absolute
+    against the canonical URL; nothing when the body shows it already or when it is not an http(s) image."""
+    src, alt = page.featured or (page.meta.get("og:image", ""), page.meta.get("og:image:alt", ""))
+    src = urllib.parse.urljoin(canonical, html.unescape(src.strip())) if src.strip() else ""
+    if not src.startswith(("https://", "http://")) or src in body:
+        return "", ""
+    return src, html.unescape(alt).strip()
 
 
 def missing_alt_text(article: ImportedArticle) -> list[str]:
@@ -275,11 +354,6 @@ def slugify(title: str) -> str:
     folder name, and a valid edition name."""
     slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFC", title).lower()).strip("-")[:60].strip("-")
     return slug or "article"
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string (JSON string escapes are valid TOML)."""
-    return json.dumps(value, ensure_ascii=False)
 
 
 def article_markdown(article: ImportedArticle) -> str:

@@ -7,6 +7,7 @@ An edition is `issues/<name>/issue.toml` plus Markdown articles whose front matt
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -60,6 +61,11 @@ def parse_toml(text: str, path: Path, line_offset: int = 0) -> dict:
         message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         line += line_offset
         raise ContentError(f"malformed TOML: {message}", path, line) from None
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string (JSON string escapes are valid TOML), for the files `import` and `init` write."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def edition_folder(edition: str | Path, root: Path | None = None) -> Path:

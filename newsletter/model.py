@@ -9,34 +9,31 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DISCLAIMER = (
-    "All information provided on this website is for information purposes only. Please see a healthcare "
-    "professional for medical advice. If you are seeking this information in an emergency situation, please call "
-    "911 and seek emergency help."
-)
-DEFAULT_COPYRIGHT = "All materials copyright © 2025 VoxMD.com, All Rights Reserved."
-
 
 @dataclass(frozen=True)
 class Publication:
-    """Publication-wide settings from newsletter.toml (and NEWSLETTER_FROM / NEWSLETTER_REPLY_TO)."""
+    """Publication-wide settings from newsletter.toml (and NEWSLETTER_FROM / NEWSLETTER_REPLY_TO).
 
-    name: str = "Seattle Neuro Blog"
-    sender: str = "Seattle Neuro Blog <newsletter@example.org>"
+    There are no defaults for who the publication is (name, sender, disclaimer): a newsletter that went out
+    under another publication's identity would be worse than one that does not build. `newsletter init` writes
+    them; `config.load_publication` fills in what derives from them (list id, copyright line, test recipient)."""
+
+    name: str
+    sender: str
+    disclaimer: str
     reply_to: str = ""
-    list_id: str = "news.example.org"
+    list_id: str = ""  # empty: derived from the publication's own domain by `config.load_publication`
     lang: str = "en"
-    postal_address: str = "Seattle Neuro Blog, 123 Example Street, Seattle, WA 98101, USA"
-    website_url: str = "https://example.org/"
+    postal_address: str = ""
+    website_url: str = ""
     site_url: str = ""  # where `newsletter serve` answers: unsubscribe, archive, web versions, feed
     archive_url: str = ""
-    unsubscribe_url: str = "https://example.org/unsubscribe/{token}"
-    unsubscribe_mailto: str = "unsubscribe@example.org"
-    test_recipient: str = "Test Reader <test@example.org>"
+    unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""
+    test_recipient: str = ""
     greeting_fallback: str = "there"
     brand_color: str = "#1f5f8b"
-    disclaimer: str = DEFAULT_DISCLAIMER
-    copyright: str = DEFAULT_COPYRIGHT
+    copyright: str = ""
     suppression_file: str = ""
     bounce_address: str = ""  # where bounces go; each message's return path becomes bounces+TAG@domain (VERP)
     unsubscribe_secret: str = field(default="", repr=False)

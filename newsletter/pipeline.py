@@ -7,6 +7,7 @@ The CLI calls these functions and nothing else of the core; a Python user can ca
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from .render import render_edition
 from .review import ReviewData, review_page
 from .toolchecks import run_tool_checks
 from .transport import EXPORT_FILE, FileTransport, run_deliveries
-from .verify import check_rendered
+from .verify import check_rendered, image_origin, publication_problems
 from .writer import atomic_write, csv_text, make_folder, safe_join, write_files
 
 BUILD_DIR = "build"
@@ -76,9 +77,15 @@ def preview_edition(edition: str | Path, root: Path | None = None) -> EditionPre
 
 
 def check_edition(edition: str | Path, root: Path | None = None, tools: bool = True) -> tuple[EditionPreview, list]:
-    """Every check: the built-in ones (raising CheckFailed) and, with `tools`, the real-tool ones (returned)."""
+    """Every check: the built-in ones and the publication's settings (raising CheckFailed) and, with `tools`,
+    the real-tool ones (returned)."""
     preview = preview_edition(edition, root)
-    results = run_tool_checks(preview.html, preview.message.data, root) if tools else []
+    publication = preview.rendered.publication
+    problems = publication_problems(publication)
+    if problems:
+        raise CheckFailed(problems, publication.source)
+    origin = functools.partial(image_origin, preview.rendered.edition)
+    results = run_tool_checks(preview.html, preview.message.data, root, origin) if tools else []
     return preview, results
 
 
@@ -142,7 +149,7 @@ def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: P
     make_folder(out)
     earlier = _earlier_export(out)
     rows = run_deliveries(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))
-    atomic_write(safe_join(out, MANIFEST), csv_text([["recipient", "file", "Message-ID"], *rows]))
+    atomic_write(safe_join(out, MANIFEST), csv_text([["recipient", "file", "Message-ID"], *rows]), private=True)
     for name in earlier - {file for _, file, _ in rows}:  # what the earlier export wrote, and only that
         safe_join(out, name).unlink(missing_ok=True)
     warnings = []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .addresses import mailbox_key, split_mailbox
-from .errors import ContentError
+from .errors import ContentError, DataError
 from .headers import check_header_value
 from .load import read_text
 from .model import Publication, Recipient
@@ -31,16 +31,16 @@ class RecipientList:
 
 def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> RecipientList:
     """Read and validate a recipients CSV; raises ContentError only when the file as a whole is unusable."""
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_data(path), newline=""))
     rows = _rows(reader, path)
     header = next(rows, None)
     if header is None:
-        raise ContentError("recipients file is empty (expected a header row with an 'email' column)", path, 1)
+        raise DataError("recipients file is empty (expected a header row with an 'email' column)", path, 1)
     columns = [c.strip().lower() for c in header]
     if "email" not in columns:
-        raise ContentError(f"no 'email' column in the header row (found: {', '.join(header) or 'nothing'})", path, 1)
+        raise DataError(f"no 'email' column in the header row (found: {', '.join(header) or 'nothing'})", path, 1)
     if len(set(columns)) != len(columns):
-        raise ContentError("duplicate column names in the header row", path, 1)
+        raise DataError("duplicate column names in the header row", path, 1)
     result = RecipientList(path, columns=tuple(c for c in columns if c not in ("email", "name")))
     seen: dict[str, int] = {}
     for row in rows:
@@ -63,12 +63,20 @@ def load_recipients(path: Path, suppressed: frozenset[str] = frozenset()) -> Rec
     return result
 
 
+def read_data(path: Path) -> str:
+    """A list file's text; a missing or unreadable one is bad data (EX_DATAERR), like a malformed one."""
+    try:
+        return read_text(path)
+    except ContentError as error:
+        raise DataError(error.message, error.path, error.line) from None
+
+
 def _rows(reader, path: Path):
     """The CSV reader's rows, its errors (a field over the size limit, say) as one line naming the row."""
     try:
         yield from reader
     except csv.Error as error:
-        raise ContentError(f"not a readable CSV row: {error}", path, reader.line_num or 1) from None
+        raise DataError(f"not a readable CSV row: {error}", path, reader.line_num or 1) from None
 
 
 def _row_problem(values: dict[str, str], row: list[str], columns: list[str], address_problem: str | None,
@@ -97,12 +105,12 @@ def load_suppressed(path: Path | None) -> frozenset[str]:
     """Addresses never to send to: a CSV with an `email` column, or one address per line."""
     if path is None:
         return frozenset()
-    text = read_text(path)
+    text = read_data(path)
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if lines and "@" not in lines[0]:
         rows = csv.DictReader(io.StringIO(text))
         key = next((c for c in rows.fieldnames or [] if c.strip().lower() == "email"), None)
         if key is None:
-            raise ContentError("suppression file has no 'email' column", path, 1)
+            raise DataError("suppression file has no 'email' column", path, 1)
         return frozenset(mailbox_key(row[key].strip()) for row in _rows(rows, path) if row.get(key))
     return frozenset(mailbox_key(line) for line in lines)

@@ -28,7 +28,7 @@ PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 HTML_TEMPLATE = "email.html"
 TEXT_TEMPLATE = "email.txt"
 TEXT_WIDTH = 72
-BASE_RECIPIENT_FIELDS = ("email", "name", "unsubscribe_url")
+BASE_RECIPIENT_FIELDS = ("email", "name", "first_name", "unsubscribe_url")
 
 
 def placeholder_key(edition: Edition) -> str:
@@ -107,6 +107,7 @@ def template_environment(root: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["wrap"] = wrap_text
+    env.filters["image_text"] = image_text
     return env
 
 
@@ -134,9 +135,18 @@ def html_to_text(fragment: str) -> str:
         return f"<p>XNLBLOCK{len(blocks) - 1:04d}</p>"
 
     fragment = re.sub(r"<table\b.*?</table>", lambda m: stand_in(text_table(m[0])), fragment, flags=re.S)
+    fragment = _IMAGE.sub(lambda m: html.escape(image_text(html.unescape(m[1] or ""))), fragment)
     fragment = re.sub(r"<h[1-6]>(.*?)</h[1-6]>", lambda m: stand_in(text_heading(m[1])), fragment, flags=re.S)
     text = wrap_text(_html2text(fragment).strip("\n"))
     return re.sub(r"XNLBLOCK(\d{4})", lambda m: blocks[int(m[1])], text)
+
+
+_IMAGE = re.compile(r"<img\b[^>]*?\balt=\"([^\"]*)\"[^>]*>|<img\b[^>]*>", re.S)
+
+
+def image_text(alt: str) -> str:
+    """An image as the text part shows it: a reader of the text alone learns that there was one, and what."""
+    return f"[Image: {' '.join(alt.split())}]" if alt.strip() else "[Image]"
 
 
 def _inline_text(html_fragment: str) -> str:

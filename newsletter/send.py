@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .addresses import parse_mailbox
+from .addresses import mailbox_key, parse_mailbox
 from .errors import ConfigError, DeliveryError, NewsletterError, SetupFailed
 from .groupcommit import GroupCommit
 from .journal import Claim, Journal, JournalReader, JournalStore, Outcome, RateLimit, State, Step, journal_path
@@ -37,7 +37,7 @@ from .model import Publication
 from .pipeline import prepare_for_recipients
 from .policy import FailureWatch, RetryPolicy, Throttle
 from .recipients import suppressed_addresses
-from .tokens import unsubscribe_keys, verp_tag
+from .tokens import required_keys, unsubscribe_keys, verp_tag
 from .transport import Transport, TransportFactory, run_deliveries, transport_for
 
 SUPPRESSION_POLL_SECONDS = 2.0
@@ -134,10 +134,17 @@ class SendReport:
 
 @dataclass(frozen=True)
 class SendPlan:
+    """What a run would do: how many recipients it would send to, and how many it would not, and why."""
+
     edition: str
     subject: str
     total: int
-    pending: int
+    to_send: int
+    pending: int  # not yet sent to: those to send, and those who have left the list since the send started
+    suppressed: int  # on the list but unsubscribed, bounced or complained: never sent to
+    sent: int  # already sent by an earlier run
+    failed: int
+    in_doubt: int
     host: str
     rate: str
     connections: int
@@ -173,11 +180,7 @@ class Send:
         self.factory, recipients = prepare_for_recipients(edition, recipients_csv, self.root, apply_suppression=False)
         self.problems = recipients.problems
         publication = self.factory.rendered.publication
-        if not publication.unsubscribe_secret.strip():
-            raise ConfigError(
-                "NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `send`: it signs the unsubscribe links, so that your "
-                "unsubscribe endpoint can verify them (see .env.example)"
-            )
+        required_keys(publication.unsubscribe_secret, "send")
         if transport is None:
             transport, self.where = transport_for(self.root, self.factory.sender.addr_spec, self.options.verbose)
         else:
@@ -211,11 +214,20 @@ class Send:
     def plan(self) -> SendPlan:
         """What `run` would do; nothing is written until then, so declining leaves no journal at all."""
         counts = self._counts
-        pending = counts.get("pending", 0) + (counts.get("in-doubt", 0) if self.options.resend_in_doubt else 0)
+        if self.resuming:
+            with JournalReader(self.path) as reader:
+                waiting = [mailbox_key(email) for email in reader.pending_emails()]
+            in_doubt = counts.get("in-doubt", 0) if self.options.resend_in_doubt else 0
+        else:
+            waiting, in_doubt = [mailbox_key(r.email) for r, _ in self._rows], 0
+        newly_suppressed = sum(key in self.suppressed for key in waiting)
         return SendPlan(
             self.factory.rendered.edition.name, self.factory.subject, self.total,
-            pending if self.resuming else self.total, self.where,
-            self.options.describe_rate(), self.options.connections, self.path, self.resuming,
+            to_send=len(waiting) - newly_suppressed + in_doubt, pending=len(waiting) + in_doubt,
+            suppressed=counts.get("skipped", 0) + newly_suppressed,
+            sent=counts.get("sent", 0), failed=counts.get("failed", 0), in_doubt=counts.get("in-doubt", 0),
+            host=self.where, rate=self.options.describe_rate(), connections=self.options.connections,
+            journal=self.path, resuming=self.resuming,
         )  # fmt: skip
 
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> SendReport:

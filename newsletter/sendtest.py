@@ -14,7 +14,7 @@ from .addresses import parse_recipient
 from .compose import MessageFactory
 from .errors import ContentError, DeliveryError, SetupFailed
 from .model import Recipient
-from .pipeline import placeholder_recipient, render_checked
+from .pipeline import render_checked
 from .transport import Transport, TransportFactory, run_deliveries, transport_for
 
 TEST_PREFIX = "[TEST] "
@@ -49,8 +49,8 @@ def send_test(
     factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX, unique_ids=True)
     if transport is None:
         transport, _ = transport_for(root, factory.sender.addr_spec, verbose)
-    sample_name = placeholder_recipient(rendered.publication).name
-    messages = [factory.compose(Recipient(email=address, name=name or sample_name)) for name, address in checked]
+    # only the name typed with the address: a colleague must not be greeted as the list's test recipient
+    messages = [factory.compose(Recipient(email=address, name=name)) for name, address in checked]
     return run_deliveries(_deliver(transport(), messages))
 
 

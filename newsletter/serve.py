@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.parse
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from .archive import FEED, Pages, archive_entries, archive_entry, feed_xml, web_version
+from .archive import FEED, Pages, archive_entries, archive_entry, feed_base, feed_xml, web_version
 from .config import load_publication
-from .errors import ConfigError, NewsletterError
+from .errors import NewsletterError
 from .groupcommit import GroupCommit
 from .load import ISSUES_DIR, check_edition_name
 from .model import Publication
-from .suppressions import SuppressionStore, store_path
-from .tokens import read_undo_token, read_unsubscribe_token, undo_token, unsubscribe_keys
+from .suppressions import StoreBusy, SuppressionStore, store_path
+from .tokens import UNDO_SECONDS, read_undo_token, read_unsubscribe_token, required_keys, undo_token
 
 log = logging.getLogger("newsletter.serve")
 MAX_BODY = 4096
@@ -82,10 +83,9 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
     publication = publication or load_publication(root)
-    if not publication.unsubscribe_secret:
-        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `serve`: it verifies the unsubscribe links")
-    keys = unsubscribe_keys(publication.unsubscribe_secret)
-    store = SuppressionStore(store_path(root))
+    keys = required_keys(publication.unsubscribe_secret, "serve")
+    feed_base(publication)  # a missing public address is said at start, not as a failing request
+    store = SuppressionStore(store_path(root), wait=0)  # never let SQLite's wait stop the event loop
 
     def write_suppressions(entries: list[tuple[str, str, str]]) -> list[None]:
         store.add_many(entries)
@@ -130,8 +130,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
 
     async def feed(request: Request, _: str) -> Response:
         entries = await asyncio.to_thread(archive_entries, root, drafts)
-        site = publication.site_url or str(request.base_url).rstrip("/")
-        return Response(feed_xml(publication, entries, site), media_type="application/atom+xml",
+        return Response(feed_xml(publication, entries, feed_base(publication)), media_type="application/atom+xml",
                         headers=SECURITY_HEADERS)  # fmt: skip
 
     async def edition(request: Request, name: str) -> Response:
@@ -163,17 +162,26 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
         if kind is None:
             why = "Use the button on the unsubscribe page, or your mail program's unsubscribe button."
             return refusal(400, "Not an unsubscribe request", why)
-        await writer.submit((address, "unsubscribe", "one-click (RFC 8058)"))
+        await patiently(writer.submit, (address, "unsubscribe", "one-click (RFC 8058)"))
         log.info("unsubscribed %s", _masked(address))
         if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
             return unsubscribed
-        undo = {"action": f"../resubscribe/{undo_token(keys, publication.list_id, address)}",
+        gone = [f"{_masked(address)} will get no more emails from {publication.name}."]
+        since = await patiently(asyncio.to_thread, store.suppressed, address)
+        if since is None or since.reason != "unsubscribe" or time.time() - since.at > UNDO_SECONDS:
+            return html(pages.page("You are unsubscribed", gone))  # no undo for a bounce, or after the week
+        # the undo lasts a week from the unsubscribe itself, however often the link is used again
+        undo = {"action": f"../resubscribe/{undo_token(keys, publication.list_id, address, since.at)}",
                 "button": "Undo: subscribe me again", "fields": ()}  # fmt: skip
-        return html(pages.page("You are unsubscribed",
-                         [f"{_masked(address)} will get no more emails from {publication.name}.",
-                          "Changed your mind? You can undo this for the next seven days."], form=undo))  # fmt: skip
+        return html(
+            pages.page(
+                "You are unsubscribed", [*gone, "Changed your mind? You can undo this for seven days."], form=undo
+            )
+        )
 
     async def resubscribe(request: Request, token: str) -> Response:
+        if not _same_origin(request, publication.site_url):
+            return refusal(403, "Not allowed", "Undo works only from the button on our own confirmation page.")
         body = await body_of(request)
         if body is None:
             return refusal(413, "Request too large", "The request was larger than this needs.")
@@ -182,8 +190,19 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             return refusal(400, "This link has expired or is not valid",
                            "Undo works for seven days after unsubscribing. To subscribe again, sign up on our "
                            "website.")  # fmt: skip
-        await asyncio.to_thread(store.remove, address, ("unsubscribe",))
+        await patiently(asyncio.to_thread, store.remove, address, ("unsubscribe",))
         log.info("resubscribed %s", _masked(address))
+        still = await patiently(asyncio.to_thread, store.suppressed, address)
+        if still is not None:  # a bounce or a complaint is not the reader's to undo: say so, not "subscribed"
+            return html(
+                pages.page(
+                    "Your unsubscribe is undone",
+                    [
+                        f"But {publication.name} still cannot mail {_masked(address)}: earlier mail to it "
+                        f"{_STILL_SUPPRESSED.get(still.reason, 'was stopped')}. Reply to one of our emails to sort it out."
+                    ],
+                )
+            )
         again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
         return html(pages.page("You are subscribed again", [again]))
 
@@ -206,6 +225,10 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             return response
         try:
             return await handler(request, parameter)
+        except StoreBusy:
+            response = refusal(503, "Busy", "Please try again in a moment.")
+            response.headers["retry-after"] = "5"
+            return response
         except Exception:
             log.exception("error answering a %s request to /%s/", request.method, name)
             return PlainTextResponse("Internal Server Error", status_code=500, headers=SECURITY_HEADERS)
@@ -218,6 +241,44 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             await (await respond(request))(scope, receive, send)
 
     return app
+
+
+STORE_WAIT = 10.0  # how long a request waits for another process to let go of the suppression store
+_STILL_SUPPRESSED = {"bounce": "bounced", "complaint": "was reported as spam", "manual": "was stopped by us"}
+
+
+async def patiently(call, *args):
+    """`await call(*args)`, again and again while the store is busy, yielding to the loop between tries, for
+    up to STORE_WAIT seconds; then StoreBusy (a 503) for the caller."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + STORE_WAIT, 0.005
+    while True:
+        try:
+            return await call(*args)
+        except StoreBusy:
+            if loop.time() + pause > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+
+def _same_origin(request, site_url: str) -> bool:
+    """A POST from our own pages. Browsers say where a POST comes from in Origin, or (when the page's
+    Referrer-Policy is no-referrer, as ours is, and Origin reads "null") in Sec-Fetch-Site; a client that sends
+    neither is no browser, so no other site can have made it send the request."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin", "null")
+    if origin == "null":
+        return True
+    ours = {_origin(str(request.base_url))} | ({_origin(site_url)} if site_url else set())
+    return origin in ours
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def _lifespan(receive, send, on_shutdown) -> None:
@@ -253,12 +314,22 @@ def _one_click(content_type: str, body: bytes) -> str | None:
             return None
         return "page" if fields.get(PAGE_FIELD[0]) == [PAGE_FIELD[1]] else ""
     if kind == "multipart/form-data":
-        message = message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body,
-                                     policy=policy.HTTP)  # fmt: skip
-        name, value = ONE_CLICK_FIELD
+        return _multipart_one_click(content_type, body)
+    return None
+
+
+def _multipart_one_click(content_type: str, body: bytes) -> str | None:
+    """The one-click field of a multipart body; a body the email package cannot read (an unknown charset, a
+    broken structure) is no one-click, never an error."""
+    name, value = ONE_CLICK_FIELD
+    try:
+        header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+        message = message_from_bytes(header + body, policy=policy.HTTP)
         for part in message.iter_parts() if message.is_multipart() else []:
             if part.get_param("name", header="content-disposition") == name:
-                return "" if part.get_content().strip() == value else None
+                return "" if str(part.get_content()).strip() == value else None
+    except (LookupError, ValueError, TypeError, UnicodeError, AttributeError):
+        return None
     return None
 
 

@@ -13,13 +13,14 @@ a repeated one-click POST is harmless. The publication's plain `suppression_file
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .addresses import mailbox_key, split_mailbox
 from .database import open_private, sqlite_errors
-from .errors import ContentError
+from .errors import ContentError, JournalError
 
 STORE_PATH = Path(".newsletter") / "suppressions.sqlite"
 REASONS = ("unsubscribe", "bounce", "complaint", "manual")
@@ -54,14 +55,23 @@ def store_path(root: Path) -> Path:
     return root / STORE_PATH
 
 
-class SuppressionStore:
-    """The store, opened for reading and writing; cheap to open, safe to open from many processes at once."""
+class StoreBusy(JournalError):
+    """Another process holds the store's write lock; only a store opened with `wait=0` says so (try again)."""
 
-    def __init__(self, path: Path) -> None:
+
+class SuppressionStore:
+    """The store, opened for reading and writing; cheap to open, safe to open from many processes at once.
+
+    `wait` is how long a write waits for another process's transaction. A command waits (30 s); `serve` waits
+    not at all and is told `StoreBusy` instead, since SQLite's wait would stop its event loop and every other
+    request with it."""
+
+    def __init__(self, path: Path, wait: float = 30) -> None:
         self.path = path
         with self._errors():
             self._db = open_private(path, timeout=30)
             self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
 
     def close(self) -> None:
         self._db.close()
@@ -99,7 +109,7 @@ class SuppressionStore:
                 raise ContentError(problem or f"unknown reason {reason!r}")
             rows.append((mailbox_key(email), email, reason, source, "", time.time(), ""))
         with self._errors():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 before = self._db.total_changes
                 self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -110,13 +120,37 @@ class SuppressionStore:
                 raise
         return added
 
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if _busy(error):
+                raise StoreBusy("the suppression store is busy (another process is writing)", self.path) from None
+            raise
+
+    def suppressed(self, address: str) -> Suppression | None:
+        """The suppression of one address, or None."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT address, reason, source, at, detail, edition FROM suppressions WHERE key = ?",
+                (mailbox_key(address),),
+            ).fetchone()
+        return Suppression(*row) if row else None
+
     def remove(self, address: str, reasons: tuple[str, ...] = REASONS) -> bool:
         """Lift a suppression (only one of `reasons`); True when there was one."""
         marks = ",".join("?" * len(reasons))
         with self._errors():
-            cursor = self._db.execute(
-                f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})", (mailbox_key(address), *reasons)
-            )
+            self._begin()
+            try:
+                cursor = self._db.execute(
+                    f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})",
+                    (mailbox_key(address), *reasons),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return cursor.rowcount == 1
 
     def keys(self) -> frozenset[str]:
@@ -161,6 +195,19 @@ def stored_keys(root: Path) -> frozenset[str]:
         return frozenset()
     with SuppressionStore(path) as store:
         return store.keys()
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def list_suppressions(root: Path) -> list[Suppression]:
+    """Every suppression, oldest first; listing creates no store where there is none."""
+    path = store_path(root)
+    if not path.is_file():
+        return []
+    with SuppressionStore(path) as store:
+        return store.entries()
 
 
 COMPLAINT_LIMIT = 0.001  # Gmail asks bulk senders to stay under 0.1% and never reach 0.3%

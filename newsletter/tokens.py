@@ -29,16 +29,47 @@ import struct
 import time
 
 from .addresses import mailbox_key
+from .errors import ConfigError
 
 DEVELOPMENT_KEY = "newsletter-development-key"
 UNDO_SECONDS = 7 * 24 * 3600
+MIN_SECRET_BYTES = 16
 _TAG = 16
 
 
+def secret_keys(secret: str) -> list[str]:
+    """NEWSLETTER_UNSUBSCRIBE_SECRET as its keys, current first: split on commas only (a passphrase may hold
+    spaces), each at least MIN_SECRET_BYTES long, so no empty or guessable key can ever open a token."""
+    if not secret:
+        return []
+    if not secret.strip():
+        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
+    keys = [key.strip() for key in secret.split(",")]
+    for number, key in enumerate(keys, start=1):
+        if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"NEWSLETTER_UNSUBSCRIBE_SECRET: key {number} of {len(keys)} is "
+                f"{'empty' if not key else f'shorter than {MIN_SECRET_BYTES} bytes'}; each comma-separated key needs "
+                f"at least {MIN_SECRET_BYTES} (`newsletter init` writes a random one)"
+            )
+    return keys
+
+
 def unsubscribe_keys(secret: str) -> list[bytes]:
-    """The keys NEWSLETTER_UNSUBSCRIBE_SECRET lists, current first; the public development key when unset."""
-    keys = [key for key in re.split(r"[,\s]+", secret) if key]
-    return [key.encode("utf-8") for key in keys] or [DEVELOPMENT_KEY.encode()]
+    """The keys NEWSLETTER_UNSUBSCRIBE_SECRET lists, current first; the public development key when unset,
+    which only a dry run or a test send may use (`required_keys` is for everything else)."""
+    return [key.encode("utf-8") for key in secret_keys(secret)] or [DEVELOPMENT_KEY.encode()]
+
+
+def required_keys(secret: str, command: str) -> list[bytes]:
+    """The keys, for a command that must never fall back to the public development key (send, serve, bounces):
+    with it, anyone could make a working unsubscribe link, or a VERP tag, for any address."""
+    if not secret_keys(secret):
+        raise ConfigError(
+            f"NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `{command}`: it seals the unsubscribe links and return "
+            "paths (`newsletter init` writes one into .env)"
+        )
+    return unsubscribe_keys(secret)
 
 
 @functools.lru_cache(maxsize=64)
@@ -71,12 +102,15 @@ def _encode(data: bytes) -> str:
 
 
 def _decode(token: str) -> bytes | None:
+    """The token's bytes, only from their one canonical spelling: base64 lets the unused low bits of the last
+    character vary, and a token that could be spelled two ways would be two tokens to a log or a replay check."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{22,400}", token):
         return None
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         return None
+    return raw if _encode(raw) == token else None
 
 
 def seal(keys: list[bytes], list_id: str, payload: bytes) -> str:

@@ -133,7 +133,11 @@ def install_checkers() -> Path:
     packages = [f"{name}@{version}" for name, version in CHECKERS.items()]
     # vnu-jar's install script only downloads a Java runtime; the system's Java runs the jar
     command = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts", *packages]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    try:  # npm's output is not always UTF-8 (a Windows code page in a path, say): replace, never crash on it
+        result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                timeout=600)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"npm did not finish installing the checkers into {folder} within 10 minutes") from None
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"npm could not install the checkers into {folder}: {last}")
@@ -191,9 +195,9 @@ def inspect_page(instance, html: str, width: int, dark: bool = False) -> dict:
     return open_page(instance, html, width, dark).evaluate(script, {"minFont": MIN_FONT_PX, "dark": dark})
 
 
-def layout_problems(instance, html: str) -> list[str]:
+def layout_problems(instance, html: str, origin: Origin = lambda src: "") -> list[str]:
     """Phone: no horizontal scroll, text >= 14px, images within the column. Desktop: column <= 600px, centred.
-    Dark mode: WCAG AA contrast for every visible piece of text."""
+    Dark mode: WCAG AA contrast for every visible piece of text. `origin` names the file an image came from."""
     problems = []
     phone = inspect_page(instance, html, PHONE)
     if phone["scrollWidth"] > PHONE:
@@ -201,7 +205,11 @@ def layout_problems(instance, html: str) -> list[str]:
             f"at {PHONE}px the page is {phone['scrollWidth']}px wide: something overflows (scrolls sideways)"
         )
     problems += [f"at {PHONE}px text under {MIN_FONT_PX}px: {s}" for s in phone["small"]]
-    problems += [f"at {PHONE}px an image overflows: {w}" for w in phone["wide"]]
+    for image in phone["wide"]:
+        source = origin(image["src"])
+        problems.append(f"at {PHONE}px the image {image['src'][:80]!r} (alt {image['alt'][:60]!r})"
+                        + (f" of {source}" if source else "")
+                        + f" is {image['width']}px wide: it overflows")  # fmt: skip
     desktop = inspect_page(instance, html, DESKTOP)
     column = desktop["column"]
     if column is None:
@@ -234,17 +242,20 @@ def axe_violations(instance, html: str, axe_source: str) -> list[str]:
     return found
 
 
-def browser_checks(html: str, root: Path | None = None) -> list[ToolCheck]:
+Origin = Callable[[str], str]  # an image's src -> the article file it came from ('' when unknown)
+
+
+def browser_checks(html: str, root: Path | None = None, origin: Origin = lambda src: "") -> list[ToolCheck]:
     """Layout and accessibility, sharing one Chromium."""
     try:
-        return _browser_checks(html, root)
+        return _browser_checks(html, root, origin)
     except Exception as error:  # Chromium that would not start or crashed: both checks failed, not skipped
         why = f"Chromium failed: {' '.join(str(error).split())[:300]}"
         return [ToolCheck("responsive layout", "headless Chromium", FAILED, details=[why]),
                 ToolCheck("accessibility", "axe-core in Chromium", FAILED, details=[why])]  # fmt: skip
 
 
-def _browser_checks(html: str, root: Path | None) -> list[ToolCheck]:
+def _browser_checks(html: str, root: Path | None, origin: Origin) -> list[ToolCheck]:
     modules = node_modules(root)
     axe_file = modules / "axe-core" / "axe.min.js" if modules else None
     with browser() as instance:
@@ -257,7 +268,7 @@ def _browser_checks(html: str, root: Path | None) -> list[ToolCheck]:
                     ToolCheck("accessibility", "axe-core in Chromium", SKIPPED, details=[why])]  # fmt: skip
         version = instance.version
         layout = _timed("responsive layout", f"Chromium {version}",
-                        lambda: _verdict(layout_problems(instance, html)))  # fmt: skip
+                        lambda: _verdict(layout_problems(instance, html, origin)))  # fmt: skip
         if axe_file is None or not axe_file.is_file():
             access = ToolCheck("accessibility", "axe-core", SKIPPED, details=[f"axe-core not found: {INSTALL_HINT}"])
         else:
@@ -322,7 +333,8 @@ def spam_check(message: bytes) -> ToolCheck:
 def _version(command: list[str]) -> str:
     """A tool's first line of `--version`, or '' when it does not answer promptly."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                timeout=30)  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return ""
     return (result.stdout.strip() or result.stderr.strip()).split("\n")[0].strip()
@@ -346,7 +358,8 @@ def standards_check(html: str, root: Path | None = None) -> ToolCheck:
             page = Path(folder) / "email.html"
             page.write_text(html, encoding="utf-8")
             result = subprocess.run([java, "-jar", str(jar), "--format", "json", "--stdout", str(page)],
-                                    capture_output=True, text=True, timeout=TOOL_TIMEOUT)  # fmt: skip
+                                    capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                    timeout=TOOL_TIMEOUT)  # fmt: skip
         try:
             report = json.loads(result.stdout)
         except json.JSONDecodeError:
@@ -409,10 +422,12 @@ def _unsupported_in(stats: dict) -> list[str]:
     return lacking
 
 
-def run_tool_checks(html: str, message: bytes, root: Path | None = None) -> list[ToolCheck]:
+def run_tool_checks(
+    html: str, message: bytes, root: Path | None = None, origin: Origin = lambda src: ""
+) -> list[ToolCheck]:
     """Every tool check, in the order a reader would fix them."""
     return [
-        *browser_checks(html, root),
+        *browser_checks(html, root, origin),
         spam_check(message),
         standards_check(html, root),
         client_support_check(html, root),

@@ -89,7 +89,7 @@ class FileTransport(Transport):
     async def send(self, message: ComposedMessage) -> str:
         self.count += 1
         name = export_file_name(self.count, message.recipient.email)
-        atomic_write(safe_join(self.folder, name), message.data, durable=self.durable)
+        atomic_write(safe_join(self.folder, name), message.data, durable=self.durable, private=True)
         return name
 
 

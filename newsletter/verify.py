@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 from .errors import HeaderInjectionError
 from .headers import check_header_value
-from .model import RenderedEdition
+from .model import Edition, Publication, RenderedEdition
 from .render import placeholder
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -134,7 +134,9 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
             f"HTML part is {size / 1024:.0f} KB; Gmail clips messages over about {GMAIL_CLIP_BYTES // 1024} KB and "
             f"hides the footer and disclaimer: keep it under {MAX_HTML_BYTES // 1024} KB (shorten or split articles)"
         )
-    problems += [f"image without alt text: {src}" for src in facts.images_without_alt]
+    for src in facts.images_without_alt:
+        source = image_origin(rendered.edition, src)
+        problems.append((f"{source}: " if source else "") + f"image without alt text: {src}")
     problems += [f"unsafe HTML: {what}" for what in facts.unsafe]
     problems += [f"link or image that is not an absolute http(s)/mailto URL (it leads nowhere in an email): {what}"
                  for what in facts.not_absolute]  # fmt: skip
@@ -143,6 +145,33 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
     if facts.tables_without_role:
         problems.append(f'{facts.tables_without_role} table(s) without a role (use role="presentation" for layout)')
     problems += _long_text_lines(rendered.text)
+    return problems
+
+
+def image_origin(edition: Edition, src: str) -> str:
+    """The file name of the article an image (by its src) came from: its front-matter image, or its body."""
+    for article in edition.articles:
+        if src and (article.image == src or src in article.body_markdown):
+            return article.path.name
+    return ""
+
+
+PLACEHOLDER_DOMAINS = ("example.org", "example.com", "example.net")
+
+
+def publication_problems(publication: Publication) -> list[str]:
+    """What `check` refuses in the settings themselves: a From address at a documentation domain (RFC 2606:
+    mail from it fails DMARC, and it was never this publication's) and no postal address in the footer (the
+    law asks bulk senders for one: CAN-SPAM, and Gmail's and Yahoo's sender rules)."""
+    problems = []
+    domain = publication.sender.rpartition("@")[2].rstrip(">").strip().lower()
+    if any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_DOMAINS):
+        problems.append(
+            f"[publication] from is at {domain}, a placeholder domain: set it (or NEWSLETTER_FROM) to an address "
+            "at your own domain"
+        )
+    if not publication.postal_address.strip():
+        problems.append("[publication] postal_address is missing: every edition's footer must show one")
     return problems
 
 

@@ -46,6 +46,15 @@ def make_folder(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
 
 
+def private_folder(folder: Path) -> None:
+    """Create `folder` owner-only (0700), and any parent it needs the same way (`mkdir(parents=True)` gives
+    parents the umask's mode, so `.newsletter/` came out 0755 when its journal folder was made first); a folder
+    that is already there is tightened."""
+    for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+        missing.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+
+
 def atomic_write(path: Path, data: bytes | str, durable: bool = True, private: bool = False) -> None:
     """Write `data` to `path` via a temp file and rename; `durable` also fsyncs before the rename; `private`
     keeps the file owner-only (0600) instead of what the umask gives."""

@@ -3,6 +3,7 @@ that reads messages back with the `email` package and insists on zero defects.""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from newsletter.cli import main
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_EDITION = "back-pain"
+LIST_ID = "newsletter.seattle-neuro.example"  # derived from the sample's From address
 SAMPLE_ARTICLE = REPO / "issues" / SAMPLE_EDITION / "is-physical-therapy-worth-it-for-back-pain.md"
 ENV_KEYS = (
     "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_SECURITY", "SMTP_TIMEOUT", "SMTP_CA_FILE",
     "NEWSLETTER_FROM", "NEWSLETTER_REPLY_TO", "NEWSLETTER_UNSUBSCRIBE_SECRET", "DKIM_PRIVATE_KEY_FILE",
     "DKIM_SELECTOR", "DKIM_DOMAIN", "IMAP_HOST", "IMAP_PORT", "IMAP_USERNAME", "IMAP_PASSWORD", "IMAP_FOLDER",
-    "IMAP_CA_FILE",
+    "IMAP_CA_FILE", "IMAP_TIMEOUT",
 )  # fmt: skip
 
 
@@ -37,6 +39,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def configure(project: Path, **settings: str | None) -> None:
+    """Set `[publication]` keys of the project's newsletter.toml (None removes one); `from_` stands for `from`."""
+    toml = project / "newsletter.toml"
+    names = {key.rstrip("_") for key in settings}
+    lines = [line for line in toml.read_text(encoding="utf-8").splitlines() if line.split(" =")[0] not in names]
+    lines += [f"{key.rstrip('_')} = {json.dumps(value, ensure_ascii=False)}"
+              for key, value in settings.items() if value is not None]  # fmt: skip
+    toml.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -192,16 +204,14 @@ def smtp_env(monkeypatch: pytest.MonkeyPatch):
 
 # --- `newsletter serve` on loopback (uvicorn) ----------------------------------------------------------------------
 
-SITE_SECRET = "serve-test-secret"
+SITE_SECRET = "serve-test-secret-0123456789"
 
 
 @pytest.fixture
 def site(project: Path, monkeypatch: pytest.MonkeyPatch):
     """Give the project a site_url on loopback and an unsubscribe secret; returns the port to serve on."""
     port = free_port()
-    toml = project / "newsletter.toml"
-    lines = [line for line in toml.read_text(encoding="utf-8").splitlines() if not line.startswith("unsubscribe_url")]
-    toml.write_text("\n".join(lines) + f'\nsite_url = "http://127.0.0.1:{port}"\n', encoding="utf-8")
+    configure(project, site_url=f"http://127.0.0.1:{port}")
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SITE_SECRET)
     return port
 

@@ -18,6 +18,7 @@ from newsletter.addresses import ascii_address
 from newsletter.cli import _parser
 
 EDITION = Path("issues") / SAMPLE_EDITION
+CONFIG = "newsletter.toml"
 ARTICLE = EDITION / "is-physical-therapy-worth-it-for-back-pain.md"
 
 
@@ -25,12 +26,13 @@ def test_every_command_has_help(cli) -> None:
     commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"build", "check", "export", "import", "send-test", "send", "status", "smtp-capture", "preview",
             "screenshot", "install-checkers", "serve", "archive", "suppressions", "suppress",
-            "unsuppress", "dkim-keygen", "bounces"} == set(commands)  # fmt: skip
+            "unsuppress", "dkim-keygen", "bounces", "init"} == set(commands)  # fmt: skip
     for name in commands:
         result = cli(name, "--help")
         assert result.code == 0
         assert "usage: newsletter " + name in result.out
         assert commands[name].description
+        assert "78  configuration or credentials wrong" in result.out  # every command documents its exit statuses
 
 
 def test_build_writes_files_that_agree(project: Path, cli) -> None:
@@ -43,7 +45,7 @@ def test_build_writes_files_that_agree(project: Path, cli) -> None:
     text, html = parts(message)
     assert text.replace("\r\n", "\n") == (out / "email.txt").read_text(encoding="utf-8")
     assert html.replace("\r\n", "\n") == (out / "email.html").read_text(encoding="utf-8")
-    assert message["To"].addresses[0].addr_spec == "test@example.org"
+    assert message["To"].addresses[0].addr_spec == "newsletter@seattle-neuro.example"  # the From, by default
     assert "XNLF" not in text + html
     assert not list(out.glob(".*tmp"))
 
@@ -118,7 +120,7 @@ def test_export_says_when_it_uses_the_development_key(project: Path, cli, monkey
     result = cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out")
     assert result.code == 0
     assert "newsletter: warning: NEWSLETTER_UNSUBSCRIBE_SECRET is not set" in result.err
-    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "a real key")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "a real key of some length")
     result = cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out2")
     assert result.code == 0 and "warning" not in result.err
 
@@ -204,6 +206,14 @@ def setenv(key: str, value: str) -> Breaker:
 
 def nothing(root: Path) -> None:
     pass
+
+
+def both(*breakers: Breaker) -> Breaker:
+    def apply(root: Path) -> None:
+        for breaker in breakers:
+            breaker(root)
+
+    return apply
 
 
 TOML = str(EDITION / "issue.toml")
@@ -318,22 +328,50 @@ BAD_INPUT = [
         "list.csv:2: not a readable CSV row",
     ),
     ("blank unsubscribe secret", setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "   "), EXPORT, "only white space"),
+    ("short unsubscribe secret", setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "short"), EXPORT, "shorter than 16 bytes"),
+    ("empty key in secret", setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", ","), EXPORT, "key 1 of 2 is empty"),
     (
         "unsubscribe url without token",
-        write("newsletter.toml", '[publication]\nunsubscribe_url = "https://example.org/unsubscribe"\n'),
+        edit(CONFIG, "\nsite_url = ", '\nunsubscribe_url = "https://example.org/unsubscribe"\n# '),
         BUILD,
         "unsubscribe_url must contain {token}",
     ),
-    ("malformed newsletter.toml", write("newsletter.toml", "[publication\n"), BUILD, "newsletter.toml: not valid TOML"),
-    ("unknown setting", write("newsletter.toml", '[publication]\ncolour = "red"\n'), BUILD, "unknown setting"),
+    ("malformed newsletter.toml", write(CONFIG, "[publication\n"), BUILD, "newsletter.toml: not valid TOML"),
+    ("unknown setting", edit(CONFIG, "[publication]", '[publication]\ncolour = "red"'), BUILD, "unknown setting"),
     (
         "unsubscribe url not https",
-        write("newsletter.toml", '[publication]\nunsubscribe_url = "http://x/{token}"\n'),
+        edit(CONFIG, "\nsite_url = ", '\nunsubscribe_url = "http://x/{token}"\n# '),
         BUILD,
         "unsubscribe_url must be an https:// URL",
     ),
-    ("empty disclaimer", write("newsletter.toml", '[publication]\ndisclaimer = " "\n'), BUILD, "disclaimer must not"),
+    (
+        "site url and unsubscribe url",
+        edit(CONFIG, "[publication]", '[publication]\nunsubscribe_url = "https://example.org/u/{token}"'),
+        BUILD,
+        "site_url and unsubscribe_url are both set",
+    ),
+    ("no site url", edit(CONFIG, "\nsite_url = ", "\n# "), BUILD, "site_url is not set"),
+    ("empty disclaimer", edit(CONFIG, "disclaimer = ", 'disclaimer = " "\n# '), BUILD, "disclaimer is required"),
+    ("no name", edit(CONFIG, "\nname = ", "\n# "), BUILD, "[publication] name is required"),
+    (
+        "no from",
+        both(edit(CONFIG, "\nfrom = ", "\n# "), setenv("NEWSLETTER_FROM", "")),
+        BUILD,
+        "[publication] from is required",
+    ),
     ("from without address", setenv("NEWSLETTER_FROM", "Seattle Neuro Blog"), BUILD, "NEWSLETTER_FROM"),
+    (
+        "javascript website url",
+        edit(CONFIG, "website_url = ", 'website_url = "javascript:alert(1)"\n# '),
+        BUILD,
+        "website_url must be an https://, http:// or mailto: URL",
+    ),
+    (
+        "brand colour that is not a colour",
+        edit(CONFIG, "brand_color = ", 'brand_color = "red;} body {background:url(https://evil.example/)"\n# '),
+        BUILD,
+        "is not a CSS colour",
+    ),
     (
         "csv without email column",
         write("list.csv", "name,address\nA,a@example.org\n"),
@@ -355,9 +393,29 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(("breaker", "command", "expected"), [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+# what a script is told (see `newsletter --help`): settings are EX_CONFIG, a recipients list EX_DATAERR, else 1
+CONFIG_CASES = {
+    "blank unsubscribe secret", "short unsubscribe secret", "empty key in secret", "unsubscribe url without token",
+    "malformed newsletter.toml", "unknown setting", "unsubscribe url not https", "site url and unsubscribe url",
+    "no site url", "empty disclaimer", "no name", "no from", "from without address", "javascript website url",
+    "brand colour that is not a colour",
+}  # fmt: skip
+DATA_CASES = {c[0] for c in BAD_INPUT if c[0].startswith(("csv", "empty csv", "missing csv"))}
+
+
+@pytest.mark.parametrize(
+    ("breaker", "command", "expected", "status"),
+    [(*c[1:], 78 if c[0] in CONFIG_CASES else 65 if c[0] in DATA_CASES else 1) for c in BAD_INPUT],
+    ids=[c[0] for c in BAD_INPUT],
+)
 def test_bad_input_is_one_clear_line_and_keeps_previous_output(
-    project: Path, cli, monkeypatch: pytest.MonkeyPatch, breaker: Breaker, command: tuple[str, ...], expected: str
+    project: Path,
+    cli,
+    monkeypatch: pytest.MonkeyPatch,
+    breaker: Breaker,
+    command: tuple[str, ...],
+    expected: str,
+    status: int,
 ) -> None:
     assert cli(*BUILD).code == 0
     before = {p.name: p.read_bytes() for p in (project / "build" / SAMPLE_EDITION).iterdir()}
@@ -368,7 +426,7 @@ def test_bad_input_is_one_clear_line_and_keeps_previous_output(
         assert cli(*command).code == 0
         expected = "already in the edition"
     result = cli(*command)
-    assert result.code == 1, result.out
+    assert result.code == status, result.err
     assert expected in result.err, result.err
     assert "Traceback" not in result.err
     assert all(line.startswith("newsletter: ") for line in result.err.splitlines())

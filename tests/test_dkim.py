@@ -21,7 +21,7 @@ def signing(request, project: Path, cli, monkeypatch):
     assert result.code == 0, result.err
     key = project / "keys" / "news1.private"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    record = re.search(r"^news1\._domainkey\.example\.org IN TXT (.+)$", result.out, re.M)[1]
+    record = re.search(r"^news1\._domainkey\.seattle-neuro\.example IN TXT (.+)$", result.out, re.M)[1]
     monkeypatch.setenv("DKIM_PRIVATE_KEY_FILE", str(key))
     monkeypatch.setenv("DKIM_SELECTOR", "news1")
     return "".join(re.findall(r'"([^"]*)"', record)).encode()
@@ -29,7 +29,7 @@ def signing(request, project: Path, cli, monkeypatch):
 
 def verifies(message: bytes, record: bytes) -> bool:
     def dns(name: bytes, timeout: int = 5) -> bytes:
-        assert name == b"news1._domainkey.example.org."
+        assert name == b"news1._domainkey.seattle-neuro.example."
         return record
 
     return dkim.verify(message, dnsfunc=dns)
@@ -55,7 +55,7 @@ def test_exported_messages_verify_and_cover_the_list_headers(project: Path, cli,
 
 def test_test_sends_and_sends_are_signed(project: Path, cli, signing, smtp_server, smtp_env) -> None:
     server = smtp_server()
-    smtp_env({**server.env("none"), "NEWSLETTER_UNSUBSCRIBE_SECRET": "k"})
+    smtp_env({**server.env("none"), "NEWSLETTER_UNSUBSCRIBE_SECRET": "dkim-test-key-0123456789"})
     assert cli("send-test", SAMPLE_EDITION, "--to", "me@example.org").code == 0
     (project / "list.csv").write_text("email\na@example.org\nb@example.org\n", encoding="utf-8")
     assert cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes").code == 0
@@ -72,6 +72,9 @@ def test_test_sends_and_sends_are_signed(project: Path, cli, signing, smtp_serve
         ({"DKIM_PRIVATE_KEY_FILE": "short.pem"}, "is a 1024-bit RSA key; DKIM needs at least 2048 bits"),
         ({"DKIM_DOMAIN": "elsewhere.example"}, "DKIM_DOMAIN: elsewhere.example does not match the From domain"),
         ({"DKIM_SELECTOR": "bad selector"}, "DKIM_SELECTOR: 'bad selector' is not a selector"),
+        ({"DKIM_DOMAIN": "bad domain!"}, "DKIM_DOMAIN: 'bad domain!' is not a domain name"),
+        ({"DKIM_DOMAIN": "example"}, "DKIM_DOMAIN: 'example' is not a domain name"),  # a top-level domain alone
+        ({"DKIM_PRIVATE_KEY_FILE": "open.pem"}, "is readable by others (mode 644)"),
     ],
 )
 def test_bad_dkim_settings_are_one_line_before_anything_is_written(project: Path, cli, monkeypatch, setting,
@@ -83,13 +86,16 @@ def test_bad_dkim_settings_are_one_line_before_anything_is_written(project: Path
     (project / "short.pem").write_bytes(short.private_bytes(serialization.Encoding.PEM,
                                         serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
     assert cli("dkim-keygen", "--selector", "good", "--type", "ed25519", "--out", "keys").code == 0
+    (project / "open.pem").write_bytes((project / "keys" / "good.private").read_bytes())
+    (project / "open.pem").chmod(0o644)
+    (project / "short.pem").chmod(0o600)
     monkeypatch.setenv("DKIM_PRIVATE_KEY_FILE", str(project / "keys" / "good.private"))
     monkeypatch.setenv("DKIM_SELECTOR", "good")
     for key, value in setting.items():
         monkeypatch.setenv(key, value)
     (project / "list.csv").write_text("email\na@example.org\n", encoding="utf-8")
     result = cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out")
-    assert result.code == 1 and expected in result.err and result.err.count("\n") == 1, result.err
+    assert result.code == 78 and expected in result.err and result.err.count("\n") == 1, result.err
     assert not (project / "out").exists()
 
 

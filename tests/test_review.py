@@ -19,7 +19,7 @@ def test_build_writes_a_self_contained_review_page(project: Path, cli) -> None:
     for label in ("Desktop", "Phone, 375 px", "Desktop, dark mode", "Phone, dark mode"):
         assert f"<figcaption>{label}</figcaption>" in page
     assert page.count("<iframe sandbox") == 4
-    assert "<th>From</th><td>Seattle Neuro Blog &lt;newsletter@example.org&gt;</td>" in page
+    assert "<th>From</th><td>Seattle Neuro Blog &lt;newsletter@seattle-neuro.example&gt;</td>" in page
     assert "<th>List-Unsubscribe</th>" in page
     assert "<th>Preheader</th><td>Back pain is one of the most common health complaints worldwide" in page
     assert "KB</strong> of Gmail's ~102 KB clip (fits)" in page
@@ -79,7 +79,7 @@ def test_preview_on_a_busy_port_is_one_clear_line(project: Path, cli) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = cli("preview", SAMPLE_EDITION, "--quick", "--port", port)
-    assert result.code == 1
+    assert result.code == 78
     assert (
         result.err
         == f"newsletter: cannot listen on 127.0.0.1:{port}: Address already in use; choose another with --port\n"

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from newsletter.journal import journal_path
 from newsletter.send import Send, SendOptions
 
 pytest.importorskip("aiosmtpd")
-SECRET = "test-unsubscribe-secret"
+SECRET = "test-unsubscribe-secret-0123"
 
 
 def recipients_file(path: Path, count: int) -> Path:
@@ -137,7 +138,7 @@ def test_starttls_and_auth_once_per_connection_reused_for_many_messages(project:
     for received in server.handler.received:
         message = parse_message(received.data)
         assert received.rcpt_tos == (message["To"].addresses[0].addr_spec,)
-        assert received.mail_from == "newsletter@example.org"
+        assert received.mail_from == "newsletter@seattle-neuro.example"
     assert set(received_counts(server.handler).values()) == {1} and len(received_counts(server.handler)) == 30
 
 
@@ -252,13 +253,13 @@ def test_no_terminal_and_no_yes_opens_no_connection(project: Path, smtp_server, 
     command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv"]
     run = subprocess.run(command, cwd=project, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert run.returncode == 1
-    assert "3 of 3 recipient(s) to send via 127.0.0.1:" in run.stdout
+    assert "3 to send, 0 suppressed, 0 already sent of 3 recipient(s), via 127.0.0.1:" in run.stdout
     assert "no terminal to confirm on; add --yes" in run.stderr
     assert not server.handler.received
     recipients_file(project / "list.csv", 4)  # declining left no trace: another list is not "a changed list"
     run = subprocess.run([*command, "--yes"], cwd=project, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "Sending edition back-pain" in run.stdout and "4 of 4 recipient(s)" in run.stdout
+    assert "Sending edition back-pain" in run.stdout and "4 to send, 0 suppressed, 0 already sent of 4" in run.stdout
     assert len(server.handler.received) == 4
 
 
@@ -267,7 +268,7 @@ def test_send_requires_an_unsubscribe_secret(project: Path, smtp_server, smtp_en
     smtp_env(server.env("none"))
     recipients_file(project / "list.csv", 1)
     result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes")
-    assert result.code == 1 and "NEWSLETTER_UNSUBSCRIBE_SECRET must be set" in result.err
+    assert result.code == 78 and "NEWSLETTER_UNSUBSCRIBE_SECRET must be set" in result.err
 
 
 def test_suppressed_addresses_are_never_sent_to(project: Path, smtp_server, sending, cli) -> None:
@@ -302,7 +303,7 @@ def test_status_lists_failed_and_in_doubt_also_as_csv(project: Path, smtp_server
     rows = list(csv.DictReader(cli("status", SAMPLE_EDITION, "--csv").out.splitlines()))
     assert [(r["email"], r["state"]) for r in rows] == [("r00000@example.org", "failed"),
                                                          ("r00001@example.org", "in-doubt")]  # fmt: skip
-    assert all(r["message_id"].endswith("@example.org>") for r in rows)
+    assert all(r["message_id"].endswith("@seattle-neuro.example>") for r in rows)
 
 
 def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp_server, sending, cli) -> None:
@@ -311,10 +312,45 @@ def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp
     recipients_file(project / "list.csv", 1100)
     result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "2")
     assert result.code == 0, result.err
-    progress = [line for line in result.out.splitlines() if line.startswith("1000/1100: sent ")]
-    assert len(progress) == 1, result.out
+    done = [int(line.split("/")[0]) for line in result.err.splitlines() if re.match(r"\d+/1100: sent ", line)]
+    assert done[0] < 1000 <= done[-1], result.err  # one line as it starts, one on passing a thousand
     assert "sent 1100, failed 0, in doubt 0, skipped 0 of 1100; this run 1100 at" in result.out
     assert "\r" not in result.out + result.err
+
+
+def test_without_a_terminal_progress_is_a_line_at_least_every_ten_seconds(monkeypatch, capsys) -> None:
+    """Under cron or systemd a slow send still shows it is alive: a line when it starts, then every 10 s."""
+    from newsletter.cli import _ProgressPrinter
+    from newsletter.send import Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    now = [0.0]
+    printer = _ProgressPrinter(clock=lambda: now[0])
+    progress = Progress(total=500)
+    for tick in range(250):  # 25 s of a slow relay, a progress call every 0.1 s, 2 messages a second
+        now[0] = tick / 10
+        progress.sent = tick // 5
+        printer(progress)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["0/500", "20/500", "40/500"], lines
+
+
+def test_the_plan_counts_the_suppressed_and_a_finished_send_says_it_is_complete(
+    project: Path, smtp_server, sending, cli
+) -> None:
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 4)
+    assert cli("suppress", "r00002@example.org").code == 0
+    result = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert result.code == 0, result.err
+    assert ": 3 to send, 1 suppressed, 0 already sent of 4 recipient(s)" in result.out
+    assert "edition back-pain is complete" in result.out
+    again = cli("send", SAMPLE_EDITION, "--recipients", csv_path, "--yes")
+    assert again.code == 0, again.err
+    assert again.out.startswith('Edition back-pain "Is Physical Therapy Worth It for Back Pain?" is complete: 0 to '
+                                "send, 1 suppressed, 3 already sent of 4 recipient(s)")  # fmt: skip
+    assert "Resuming" not in again.out and len(server.handler.received) == 3
 
 
 def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_server, sending) -> None:
@@ -336,7 +372,7 @@ def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
+    assert process.returncode == 75, err  # EX_TEMPFAIL: stopped, resumable
     assert "interrupted; run the same command again to resume" in err and "Traceback" not in err
     states = journal_rows(project)
     sent = collections.Counter(states.values())["sent"]
@@ -411,9 +447,9 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
         process.wait()
     for _ in range(5):  # rerun until the journal says everyone is done (a failure streak may stop a run early)
         final = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
-        if "nothing left to send" in final.stdout:
+        if "is complete" in final.stdout:
             break
-    assert "nothing left to send" in final.stdout, f"seed {seed}: {final.stdout}{final.stderr}"
+    assert "is complete" in final.stdout, f"seed {seed}: {final.stdout}{final.stderr}"
     counts, states = received_counts(server.handler), journal_rows(project)
     assert kills == 4, f"seed {seed}: the sender finished before it could be killed"
     assert max(counts.values()) == 1, f"seed {seed}: a recipient received two messages"
@@ -564,7 +600,7 @@ def test_an_unreachable_server_is_reported_at_once_and_the_send_gives_up(project
     started = time.monotonic()
     result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "2",
                  "--give-up-after", "1", "--retry-delay", "0.05", "--max-consecutive-failures", "1000")  # fmt: skip
-    assert result.code == 1
+    assert result.code == 75  # EX_TEMPFAIL: run it again later
     assert time.monotonic() - started < 10
     lines = result.err.splitlines()
     assert (
@@ -581,7 +617,7 @@ def test_a_wrong_password_stops_at_once_without_the_resume_hint(project: Path, s
               "NEWSLETTER_UNSUBSCRIBE_SECRET": SECRET})  # fmt: skip
     recipients_file(project / "list.csv", 5)
     result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "3")
-    assert result.code == 1
+    assert result.code == 78  # EX_CONFIG: fix the credentials first
     assert result.err.strip().splitlines()[-1].startswith(f"newsletter: authentication failed for user {USERNAME}")
     assert "run the same command again" not in result.err
     assert not server.handler.received and set(journal_rows(project).values()) == {"pending"}
@@ -590,12 +626,12 @@ def test_a_wrong_password_stops_at_once_without_the_resume_hint(project: Path, s
 @pytest.mark.parametrize(
     "change",
     [
-        {"NEWSLETTER_UNSUBSCRIBE_SECRET": "another-secret"},
+        {"NEWSLETTER_UNSUBSCRIBE_SECRET": "another-secret-0123456789"},
         {"NEWSLETTER_FROM": "Someone Else <newsletter@example.org>"},
         {
             "toml": (
-                'unsubscribe_url = "https://example.org/unsubscribe/{token}"',
-                'unsubscribe_url = "https://example.org/leave/{token}"',
+                'site_url = "https://news.seattle-neuro.example"',
+                'site_url = "https://letters.seattle-neuro.example"',
             )
         },
     ],

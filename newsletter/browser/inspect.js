@@ -46,7 +46,7 @@
   }
   const wide = [...document.images]
     .filter((i) => visible(i) && i.getBoundingClientRect().right > doc.clientWidth + 0.5)
-    .map((i) => `${i.alt || i.src.slice(0, 40)} is ${Math.round(i.getBoundingClientRect().width)}px wide`);
+    .map((i) => ({ src: i.getAttribute('src') || '', alt: i.alt, width: Math.round(i.getBoundingClientRect().width) }));
   // The content column: the widest box around the first heading that is narrower than the window.
   let column = null;
   for (let e = document.querySelector('h1'); e && e !== document.body; e = e.parentElement) {

@@ -61,6 +61,12 @@ class JournalReader:
             counts.update(self._db.execute("SELECT state, count(*) FROM recipients GROUP BY state"))
         return counts
 
+    def pending_emails(self) -> list[str]:
+        """The addresses not yet sent to, for the plan's count of those now suppressed."""
+        with sqlite_errors(self.path, "read"):
+            rows = self._db.execute("SELECT email FROM recipients WHERE state = ?", (State.PENDING,))
+            return [email for (email,) in rows]
+
     def email_of(self, row_id: int) -> str | None:
         """The address of a journal row (what a VERP tag names)."""
         with sqlite_errors(self.path, "read"):

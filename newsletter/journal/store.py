@@ -22,6 +22,7 @@ from ..addresses import mailbox_key
 from ..database import PRIVATE, open_private
 from ..errors import ContentError
 from ..model import Recipient
+from ..writer import private_folder
 from .reader import JournalReader, sqlite_errors
 from .states import Outcome, State
 
@@ -49,7 +50,8 @@ class JournalStore(JournalReader):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_folder(path.parent)
+        private_folder(path.parent.parent)
         lock = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, PRIVATE)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
