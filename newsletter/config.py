@@ -272,7 +272,8 @@ def require_smtp_settings(root: Path | None = None) -> SMTPSettings:
     if settings is None:
         raise ConfigError(
             "no SMTP server configured: set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD) in the "
-            "environment or .env, see .env.example; `build` and `export` need no server"
+            "environment or in the .env `newsletter init` wrote (its SMTP lines are there, commented out); `build` "
+            "and `export` need no server"
         )
     return settings
 
@@ -296,7 +297,8 @@ def require_imap_settings(root: Path | None = None) -> IMAPSettings:
     host = env.get("IMAP_HOST", "").strip()
     if not host:
         raise ConfigError(
-            "no IMAP server configured: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD (see .env.example)"
+            "no IMAP server configured: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD in .env (its IMAP lines "
+            "are there, commented out)"
         )
     port = _port(env, "IMAP_PORT", 993)
     ca_file = env.get("IMAP_CA_FILE", "").strip()

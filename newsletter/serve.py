@@ -345,6 +345,22 @@ def _newest_change(root: Path, name: str) -> float:
     return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 
+REQUEST_TIMEOUT = 10.0  # seconds a connection has to send a whole request (slowloris)
+
+
+def server_config(app, host: str = "127.0.0.1", port: int = 8080, root_path: str = "", proxy: bool = False,
+                  request_timeout: float = REQUEST_TIMEOUT):  # fmt: skip
+    """uvicorn's settings for `app`, the same for the command and the tests."""
+    import uvicorn
+
+    from .deadline import deadline_protocol
+
+    return uvicorn.Config(app, host=host, port=port, root_path=root_path, access_log=False, log_level="warning",
+                          proxy_headers=proxy, forwarded_allow_ips="*" if proxy else None, server_header=False,
+                          date_header=True, timeout_graceful_shutdown=5, lifespan="on",
+                          http=deadline_protocol(request_timeout))  # fmt: skip
+
+
 def run_server(root: Path, host: str = "127.0.0.1", port: int = 8080, drafts: bool = False,
                root_path: str = "", proxy: bool = False) -> None:  # fmt: skip
     """Serve until interrupted (uvicorn), printing where."""
@@ -355,6 +371,4 @@ def run_server(root: Path, host: str = "127.0.0.1", port: int = 8080, drafts: bo
     app = create_app(root, drafts)
     ensure_free(host, port)
     print(f"serving {load_publication(root).name} on http://{host}:{port}{root_path}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, root_path=root_path, access_log=False, log_level="warning",
-                proxy_headers=proxy, forwarded_allow_ips="*" if proxy else None, server_header=False,
-                date_header=True, timeout_graceful_shutdown=5)  # fmt: skip
+    uvicorn.Server(server_config(app, host, port, root_path, proxy)).run()

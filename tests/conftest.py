@@ -224,13 +224,13 @@ def web_server(project: Path, site: int):
 
     import uvicorn
 
-    from newsletter.serve import create_app
+    from newsletter.serve import REQUEST_TIMEOUT, create_app, server_config
 
     servers = []
 
-    def start(drafts: bool = False, root_path: str = "") -> str:
-        config = uvicorn.Config(create_app(project, drafts), host="127.0.0.1", port=site, log_level="warning",
-                                access_log=False, lifespan="on", root_path=root_path)  # fmt: skip
+    def start(drafts: bool = False, root_path: str = "", request_timeout: float = REQUEST_TIMEOUT) -> str:
+        config = server_config(create_app(project, drafts), port=site, root_path=root_path,
+                               request_timeout=request_timeout)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

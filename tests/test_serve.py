@@ -391,3 +391,161 @@ def test_a_reader_unsubscribes_in_a_real_browser_and_every_page_passes_axe(proje
             assert audit(page) == []
             context.close()
     assert suppressed(project) == {}
+
+
+# --- what an attacker tried (issue 16) ----------------------------------------------------------------------------
+
+
+def test_a_token_with_other_slack_bits_is_refused(project: Path, web_server) -> None:
+    """base64 lets the last character's unused bits vary: only the token's one canonical spelling is accepted."""
+    base = web_server()
+    path = unsubscribe_path("slacks@example.org")  # 16 + 18 bytes: 46 characters, the last with 4 unused bits
+    token = path.rsplit("/", 1)[1]
+    assert len(token) == 46
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]  # same bytes, another spelling
+    assert one_click(base, "/unsubscribe/" + twin)[0] == 400
+    assert not store_path(project).exists() or suppressed(project) == {}
+    assert one_click(base, path)[0] == 200
+
+
+def test_reusing_the_unsubscribe_link_later_does_not_extend_the_undo(project: Path, web_server) -> None:
+    base = web_server()
+    path = unsubscribe_path("late@example.org")
+    page = b"List-Unsubscribe=One-Click&from=page"
+    first = one_click(base, path, page)[2].decode()
+    assert "Undo: subscribe me again" in first
+    with SuppressionStore(store_path(project)) as store:  # the unsubscribe was eight days ago
+        store._db.execute("UPDATE suppressions SET at = at - 8 * 86400")
+    later = one_click(base, path, page)[2].decode()
+    assert "You are unsubscribed" in later and "Undo" not in later, "no fresh undo from an old unsubscribe"
+    assert suppressed(project) == {"late@example.org": "unsubscribe"}
+
+
+def test_undo_tokens_expire_after_seven_days(project: Path) -> None:
+    from newsletter.tokens import UNDO_SECONDS, read_undo_token, undo_token
+
+    keys = unsubscribe_keys(SITE_SECRET)
+    token = undo_token(keys, LIST_ID, "a@example.org", now=1_000_000)
+    assert read_undo_token(keys, LIST_ID, token, now=1_000_000 + UNDO_SECONDS) == "a@example.org"
+    assert read_undo_token(keys, LIST_ID, token, now=1_000_000 + UNDO_SECONDS + 1) is None
+
+
+def _undo_path(base: str, email: str) -> str:
+    body = one_click(base, unsubscribe_path(email), b"List-Unsubscribe=One-Click&from=page")[2].decode()
+    return "/resubscribe/" + re.search(r'action="\.\./resubscribe/([^"]+)"', body)[1]
+
+
+def test_resubscribe_from_another_site_is_refused(project: Path, web_server) -> None:
+    base = web_server()
+    undo = _undo_path(base, "csrf@example.org")
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site", "Origin": "null"}):
+        status, _, _ = request(base, "POST", undo, headers={**headers, "Content-Length": "0"})
+        assert status == 403, headers
+    assert suppressed(project) == {"csrf@example.org": "unsubscribe"}
+    status, _, _ = request(base, "POST", undo, headers={"Origin": base, "Content-Length": "0"})
+    assert status == 200 and suppressed(project) == {}
+
+
+def test_the_undo_page_says_when_a_bounce_keeps_the_address_suppressed(project: Path, web_server) -> None:
+    base = web_server()
+    undo = _undo_path(base, "bounced@example.org")
+    with SuppressionStore(store_path(project)) as store:  # meanwhile `bounces` recorded a hard bounce
+        store._db.execute("UPDATE suppressions SET reason = 'bounce'")
+        store.add("bounced@example.org", "bounce", "bounces")
+    status, _, body = request(base, "POST", undo, headers={"Content-Length": "0"})
+    text = body.decode()
+    assert status == 200 and "subscribed again" not in text and "still cannot mail" in text and "bounced" in text
+    assert suppressed(project) == {"bounced@example.org": "bounce"}
+
+
+def test_a_multipart_body_with_an_unknown_charset_is_a_400(project: Path, web_server, capfd) -> None:
+    base = web_server()
+    body = (b'--xyz\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n'
+            b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nOne-Click\r\n--xyz--\r\n")  # fmt: skip
+    status, _, _ = one_click(base, unsubscribe_path("m@example.org"), body, "multipart/form-data; boundary=xyz")
+    assert status == 400 and "Traceback" not in capfd.readouterr().err
+    assert not store_path(project).exists() or suppressed(project) == {}
+
+
+def test_the_feed_takes_its_addresses_from_the_settings_never_from_host(project: Path, web_server) -> None:
+    base = web_server(drafts=True)
+    _, _, body = request(base, "GET", "/feed.xml", headers={"Host": "evil.example"})
+    assert b"evil.example" not in body and base.encode() in body
+
+
+def test_a_busy_store_never_stops_the_other_routes(project: Path, web_server) -> None:
+    """Another process holding the store's write lock: the archive still answers, and the one-click waits for the
+    lock without stopping the event loop, then gets its 200."""
+    import sqlite3
+    import threading
+
+    base = web_server()
+    SuppressionStore(store_path(project)).close()
+    holder = sqlite3.connect(store_path(project), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    answers: list = []
+    pending = threading.Thread(target=lambda: answers.append(one_click(base, unsubscribe_path("w@example.org"))))
+    pending.start()
+    try:
+        time.sleep(0.5)
+        assert request(base, "GET", "/")[0] == 200, "the loop answers while the one-click waits"
+        assert not answers, "the one-click is still waiting for the lock"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    pending.join(15)
+    assert answers and answers[0][0] == 200
+    assert suppressed(project) == {"w@example.org": "unsubscribe"}
+
+
+def test_a_connection_that_never_finishes_a_request_is_closed(project: Path, web_server) -> None:
+    """Slowloris: a connection that sends half a request (or nothing) is closed at the deadline, and a thousand of
+    them do not keep a one-click from its answer."""
+    import socket
+
+    base = web_server(request_timeout=1.0)
+    port = urllib.parse.urlsplit(base).port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(1000)]
+    try:
+        for number, connection in enumerate(idle):
+            if number % 2:
+                connection.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # headers never finished
+        assert one_click(base, unsubscribe_path("busy@example.org"))[0] == 200
+        closed = 0
+        deadline = time.monotonic() + 10
+        for connection in idle:
+            connection.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                closed += connection.recv(1) == b""
+            except (TimeoutError, ConnectionResetError):
+                closed += 0
+        assert closed == len(idle), f"{len(idle) - closed} connection(s) still open after the deadline"
+    finally:
+        for connection in idle:
+            connection.close()
+
+
+def test_serve_starts_again_at_once_on_the_same_port_after_kill_9(project: Path, site: int) -> None:
+    """Connections of the killed server linger in TIME_WAIT; the port probe must not refuse what uvicorn can take."""
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(site)]
+    base = f"http://127.0.0.1:{site}"
+    for attempt in range(2):
+        process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert "serving" in process.stdout.readline(), process.stderr.read() if process.poll() is not None else ""
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    status = request(base, "GET", "/")[0]
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, "serve did not answer"
+                    time.sleep(0.05)
+            assert status == 200, attempt
+            keep = http.client.HTTPConnection("127.0.0.1", site, timeout=5)
+            keep.request("GET", "/")
+            keep.getresponse().read()  # a kept-alive connection the kill leaves in TIME_WAIT on the server side
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
