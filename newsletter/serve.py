@@ -199,7 +199,8 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
                     "Your unsubscribe is undone",
                     [
                         f"But {publication.name} still cannot mail {_masked(address)}: earlier mail to it "
-                        f"{_STILL_SUPPRESSED.get(still.reason, 'was stopped')}. Reply to one of our emails to sort it out."
+                        f"{_STILL_SUPPRESSED.get(still.reason, 'was stopped')}. Reply to one of our emails to "
+                        "sort it out."
                     ],
                 )
             )
