@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .addresses import parse_mailbox
 from .config import CONFIG_FILE, check_site_url
-from .errors import ConfigError, ContentError
+from .errors import ConfigError, NewsletterError
 from .headers import check_header_value
 from .load import EDITION_FILE, ISSUES_DIR, toml_string
 from .render import PACKAGE_TEMPLATES
@@ -52,18 +52,18 @@ def default_identity(folder: Path, name: str | None = None) -> Identity:
 
 
 def check_identity(identity: Identity) -> Identity:
-    """The answers as `load_publication` will read them, checked before anything is written."""
-    where = "newsletter init"
+    """The answers as `load_publication` will read them, checked before anything is written; each error names
+    the option it came from."""
     for key in ("name", "sender", "disclaimer"):
         if not getattr(identity, key).strip():
-            raise ConfigError(f"--{'from' if key == 'sender' else key} must not be empty", where)
-    for key in ("name", "postal_address", "disclaimer"):
-        try:
+            raise ConfigError(f"--{'from' if key == 'sender' else key} must not be empty")
+    try:
+        for key in ("name", "postal_address", "disclaimer"):
             check_header_value(f"--{key.replace('_', '-')}", getattr(identity, key))
-        except ContentError as error:
-            raise ConfigError(error.message, where) from None
-    parse_mailbox(identity.sender, "--from", where)
-    check_site_url(identity.site_url, "--site-url")
+        parse_mailbox(identity.sender, "--from")
+        check_site_url(identity.site_url, "--site-url")
+    except NewsletterError as error:
+        raise ConfigError(error.message) from None
     return identity
 
 
