@@ -33,6 +33,7 @@ def inline_css(html: str) -> str:
             cssutils_logging_level=logging.CRITICAL,
             disable_leftover_css=False,
             cache_css_parsing=True,
+            disable_basic_attributes=["width", "height"],
         ).transform(pretty_print=False)
     except Exception as exc:  # premailer raises bare lxml/cssutils errors; name the stage instead
         raise ContentError(f"could not inline the template's CSS: {exc}") from None

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_ARTICLE, SAMPLE_EDITION
 
-from newsletter.errors import ContentError
+from newsletter.compose import MessageFactory
+from newsletter.errors import CheckFailed, ContentError
 from newsletter.load import split_front_matter
+from newsletter.model import Recipient
 from newsletter.pipeline import render_checked
 from newsletter.render import markdown_to_html
 from newsletter.verify import html_facts, normalise
@@ -143,3 +145,31 @@ def test_text_tables_wrap_within_their_columns_and_headings_are_underlined() -> 
     assert table[2].startswith("Monday  Walking in the park") and table[2].endswith("30")
     assert table[3].startswith(" " * 8) and "home" in table[3], "the long cell wraps within its column"
     assert all(len(line) <= 72 for line in lines)
+
+
+def test_images_are_marked_in_the_text_part(project: Path) -> None:
+    article = project / "issues" / "spring-clinic" / "01-stretches.md"
+    article.write_text(article.read_text(encoding="utf-8") + "\n![A cat stretching](https://clinic.example/cat.jpg)\n",
+                       encoding="utf-8")  # fmt: skip
+    text = " ".join(render_checked("spring-clinic", project).text.split())
+    assert "[Image: A physical therapist guiding a patient through a seated stretch]" in text  # the front matter's
+    assert "[Image: A cat stretching]" in text
+
+
+def test_an_image_without_alt_text_names_its_article(project: Path) -> None:
+    article = project / "issues" / "spring-clinic" / "02-hours.md"
+    article.write_text(article.read_text(encoding="utf-8") + "\n![](https://clinic.example/map.png)\n", "utf-8")
+    with pytest.raises(CheckFailed) as failed:
+        render_checked("spring-clinic", project)
+    assert "02-hours.md: image without alt text: https://clinic.example/map.png" in failed.value.problems
+
+
+def test_templates_get_a_first_name(project: Path) -> None:
+    theme = project / "templates"
+    theme.mkdir()
+    text = (Path(__file__).parent.parent / "templates" / "email.txt").read_text(encoding="utf-8")
+    (theme / "email.txt").write_text(text.replace("Hi {{ recipient.name }},", "Hi {{ recipient.first_name }},"))
+    factory = MessageFactory(render_checked(SAMPLE_EDITION, project, ("first_name",)))
+    assert "Hi Ann," in factory.personalise(Recipient("a@example.org", "Ann Example"))[0]
+    assert "Hi Nan," in factory.personalise(Recipient("b@example.org", "Ann Example", {"first_name": "Nan"}))[0]
+    assert "Hi there," in factory.personalise(Recipient("c@example.org", ""))[0]

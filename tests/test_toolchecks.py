@@ -182,3 +182,35 @@ def test_the_checkers_are_found_outside_the_source_checkout(project: Path, tmp_p
     (cache / "node_modules").symlink_to(modules)  # what install-checkers leaves there (it needs the network)
     for check in (standards_check(preview.html, project), client_support_check(preview.html, project)):
         assert usable(check).status in (PASSED, WARNING), check.line()
+
+
+LEAD = (
+    '+++\ntitle = "Spring"\nimage = "https://clinic.example/lead.jpg"\nimage_alt = "The clinic garden"\n+++\n\nBody.\n'
+)
+
+
+def test_a_front_matter_image_scales_on_a_phone(project: Path) -> None:
+    (project / "issues" / SAMPLE_EDITION / "is-physical-therapy-worth-it-for-back-pain.md").write_text(
+        LEAD, encoding="utf-8"
+    )
+    preview = preview_edition(SAMPLE_EDITION, project)
+    layout = by_name(browser_checks(preview.html, project), "responsive layout")
+    assert layout.status == PASSED, layout.details
+
+
+def test_an_overflowing_image_is_named_with_its_article(project: Path) -> None:
+    """A theme that gives the lead image a fixed width (as the theme before this fix did): the problem names the
+    image and the article file it came from, not just "an image"."""
+    article = project / "issues" / SAMPLE_EDITION / "is-physical-therapy-worth-it-for-back-pain.md"
+    article.write_text(LEAD, encoding="utf-8")
+    theme = project / "templates"
+    theme.mkdir()
+    html = Path(__file__).parent.parent / "templates" / "email.html"
+    fixed = re.sub(r'width="552" style="[^"]*"', 'width="552"', html.read_text(encoding="utf-8"))
+    (theme / "email.html").write_text(fixed, encoding="utf-8")
+    preview = preview_edition(SAMPLE_EDITION, project)
+    origin = lambda src: "is-physical-therapy-worth-it-for-back-pain.md" if "lead" in src else ""  # noqa: E731
+    layout = by_name(browser_checks(preview.html, project, origin), "responsive layout")
+    assert layout.status == FAILED
+    assert ("at 375px the image 'https://clinic.example/lead.jpg' (alt 'The clinic garden') of "
+            "is-physical-therapy-worth-it-for-back-pain.md is 552px wide: it overflows") in layout.details  # fmt: skip
