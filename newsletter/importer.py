@@ -127,7 +127,7 @@ _DATES = (  # (pattern, how to read its groups): the ways a blog writes the day 
     (re.compile(rf"({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", re.I), lambda m: (m[3], m[1], m[2])),
     (re.compile(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+({_MONTH})\s+(\d{{4}})", re.I), lambda m: (m[3], m[2], m[1])),
 )
-_BYLINE_WORDS = re.compile(r"^(?:posted|published|written|updated)?\s*(?:on\s+)?", re.I)
+_BYLINE_WORDS = re.compile(r"^(?:posted|published|written|updated)?\s*(?:on\b\s*)?", re.I)
 _SEPARATORS = " \t·•|—–-,:"
 
 
@@ -146,8 +146,9 @@ def parse_byline(block: str) -> tuple[str, dt.date | None] | None:
             break
     rest = _BYLINE_WORDS.sub("", rest.strip(_SEPARATORS)).strip(_SEPARATORS)
     author = re.fullmatch(r"by\s+(.+?)", rest, re.I)
-    if author and len(author[1].split()) <= 6:
-        return author[1].strip(_SEPARATORS), date
+    words = author[1].strip(_SEPARATORS).split() if author else []
+    if 0 < len(words) <= 6 and words[0][0].isupper() and words[-1][0].isupper():  # a name, not "by the river"
+        return " ".join(words), date
     return ("", date) if date and not rest else None
 
 

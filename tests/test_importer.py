@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import DATA, SAMPLE_ARTICLE, SAMPLE_EDITION
 
 from newsletter.config import load_publication
@@ -180,3 +181,39 @@ def test_html_import_names_images_without_alt_text(project: Path, cli, tmp_path:
             ) in result.err  # fmt: skip
     check = cli("check", "neck", "--quick")
     assert check.code == 1 and "image without alt text: https://example.org/img/neck.jpg" in check.err
+
+
+@pytest.mark.parametrize(
+    ("byline", "author", "date"),
+    [
+        ("Posted January 3, 2026 by Mara Lindqvist", "Mara Lindqvist", "2026-01-03"),
+        ("By Mara Lindqvist · 3 Jan 2026", "Mara Lindqvist", "2026-01-03"),
+        ("Published on 2026-01-03", "", "2026-01-03"),
+        ("by Dr. Renée Okafor", "Dr. Renée Okafor", "None"),
+    ],
+)
+def test_a_text_post_keeps_its_title_above_the_byline(tmp_path: Path, project: Path, byline, author, date) -> None:
+    for header in ("", "Seattle Neuro Blog\n\n"):  # with and without the site's name above the title
+        post = tmp_path / "post.txt"
+        post.write_text(f"{header}Winter walks for a stiff back\n\n{byline}\n\nWalk a little every day.\n\n"
+                        "Dress warmly, and keep your steps short on ice.\n", encoding="utf-8")  # fmt: skip
+        article = parse_source(post, load_publication(project))
+        assert (article.title, article.author, str(article.date)) == ("Winter walks for a stiff back", author, date)
+        assert article.body.startswith("Walk a little every day.") and byline not in article.body
+
+
+def test_an_html_post_keeps_its_featured_image(project: Path, cli, tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><head><title>Neck pain</title><link rel="canonical" href="https://example.org/blog/neck">'
+        '<meta property="og:image" content="https://example.org/og.jpg"></head><body>'
+        '<div class="post-thumbnail"><img width="1200" height="600" src="/uploads/neck.jpg" '
+        'class="attachment-post-thumbnail size-post-thumbnail wp-post-image" alt="A woman stretching her neck">'
+        "</div><article><h1>Neck pain</h1><p>Most neck pain gets better within weeks with gentle movement.</p>"
+        "<p>See a doctor when it spreads to your arms or comes with fever.</p></article></body></html>",
+        encoding="utf-8",
+    )
+    assert cli("import", page, "--into", "neck").code == 0
+    (article,) = load_edition("neck", project).articles
+    assert (article.image, article.image_alt) == ("https://example.org/uploads/neck.jpg", "A woman stretching her neck")
+    assert cli("check", "neck", "--quick").code == 0
