@@ -377,6 +377,16 @@ def test_reports_are_read_over_imap_once_with_the_certificate_verified(sent: Pat
                 "IMAP_PASSWORD": "imap-secret"}  # fmt: skip
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
+    for key, value, said in (("IMAP_TIMEOUT", "nan", "IMAP_TIMEOUT: must be a positive number"),
+                             ("IMAP_TIMEOUT", "1e400", "IMAP_TIMEOUT: must be a positive number"),
+                             ("IMAP_PORT", "99999", "IMAP_PORT: 99999 is not a port number")):  # fmt: skip
+        monkeypatch.setenv(key, value)
+        bad = cli("bounces", "--imap")
+        assert bad.code == 78 and said in bad.err and bad.err.count("\n") == 1, bad.err
+        if key in settings:
+            monkeypatch.setenv(key, settings[key])
+        else:
+            monkeypatch.delenv(key)
     untrusted = cli("bounces", "--imap")
     assert untrusted.code == 78 and "TLS certificate not trusted" in untrusted.err, untrusted.err
     monkeypatch.setenv("IMAP_CA_FILE", str(ca_file))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -525,3 +526,56 @@ def test_a_port_out_of_range_is_a_usage_error_not_a_traceback(cli, command: list
     result = cli(*command, "--port", port)
     assert result.code == 2 and "--port" in result.err and "Traceback" not in result.err
     assert result.err.strip().splitlines()[-1].startswith("newsletter ")
+
+
+def test_export_files_hold_addresses_so_they_are_owner_only(project: Path, cli) -> None:
+    write_recipients(project / "list.csv", [["email"], ["a@example.org"], ["b@example.org"]])
+    assert cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out").code == 0
+    files = list((project / "out").iterdir())
+    assert len(files) == 3 and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files
+
+
+@pytest.mark.parametrize("out", ["", ".", "issues/..", "{root}"])
+def test_archive_never_writes_into_the_newsletter_folder(project: Path, cli, out: str) -> None:
+    before = sorted(p.name for p in project.iterdir())
+    result = cli("archive", "--out", out.format(root=project), "--drafts")
+    assert result.code == 1 and "is the newsletter's own folder (or holds issues/)" in result.err, result.err
+    assert sorted(p.name for p in project.iterdir()) == before
+    (project / "public" / "issues").mkdir(parents=True)
+    assert cli("archive", "--out", "public").code == 1, "nor into any folder that holds editions"
+
+
+def test_listing_suppressions_creates_nothing(project: Path, cli) -> None:
+    result = cli("suppressions")
+    assert result.code == 0 and "0 suppressed address(es)" in result.err
+    assert not (project / ".newsletter").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "smtp-capture"])
+def test_an_empty_host_is_a_usage_error_not_every_interface(cli, command: str) -> None:
+    result = cli(command, "--host", "")
+    assert result.code == 2 and "give an address" in result.err
+
+
+def test_a_passphrase_is_one_key_and_each_key_needs_sixteen_bytes(project: Path, cli, monkeypatch) -> None:
+    from newsletter.config import load_publication
+    from newsletter.tokens import read_unsubscribe_token, unsubscribe_keys, unsubscribe_token
+
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "correct horse battery staple")
+    publication = load_publication(project)
+    keys = unsubscribe_keys(publication.unsubscribe_secret)
+    assert len(keys) == 1, "spaces are part of the key"
+    forged = unsubscribe_token(unsubscribe_keys("horse" * 4), publication.list_id, "victim@example.org")
+    assert read_unsubscribe_token(keys, publication.list_id, forged) is None
+    for secret, said in ((",", "key 1 of 2 is empty"), ("a-long-enough-key-0,short", "key 2 of 2 is shorter")):
+        monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", secret)
+        for command in (("serve",), ("bounces", "--mbox", "none.mbox"), ("export", SAMPLE_EDITION, "--recipients",
+                        "x.csv", "--out", "o")):  # fmt: skip
+            result = cli(*command)
+            assert result.code == 78 and said in result.err, (command, result.err)
+
+
+@pytest.mark.parametrize("command", [("serve",), ("bounces", "--mbox", "none.mbox")])
+def test_no_development_key_for_serve_or_bounces(project: Path, cli, command) -> None:
+    result = cli(*command)
+    assert result.code == 78 and f"NEWSLETTER_UNSUBSCRIBE_SECRET must be set for `{command[0]}`" in result.err

@@ -105,3 +105,19 @@ def test_keygen_never_overwrites_a_key(project: Path, cli) -> None:
     result = cli("dkim-keygen", "--selector", "s1", "--out", "keys")
     assert result.code == 1 and "already there" in result.err
     assert (project / "keys" / "s1.private").read_bytes() == before
+
+
+def test_messages_to_long_names_verify(project: Path, cli, signing) -> None:
+    """Names too long for one header line (one unbroken word, a thousand characters, non-ASCII) are folded with
+    CRLF within the line limits, so the signature covers exactly what a receiver reads."""
+    names = ["A" * 72, "B" * 1000, "Zoë " * 40, "word " * 60, "Ä" + "C" * 300]
+    rows = "".join(f'n{i}@example.org,"{name}"\n' for i, name in enumerate(names))
+    (project / "list.csv").write_text("email,name\n" + rows, encoding="utf-8")
+    assert cli("export", SAMPLE_EDITION, "--recipients", "list.csv", "--out", "out").code == 0
+    files = sorted((project / "out").glob("*.eml"))
+    assert len(files) == len(names)
+    for eml in files:
+        data = eml.read_bytes()
+        head = data.split(b"\r\n\r\n", 1)[0]
+        assert b"\n" not in head.replace(b"\r\n", b"") and max(map(len, head.split(b"\r\n"))) <= 998
+        assert verifies(data, signing), eml.name

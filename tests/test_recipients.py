@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.addresses import address_problem
+from newsletter.addresses import address_problem, mailbox_key
 from newsletter.recipients import load_recipients, load_suppressed
 
 
@@ -14,7 +14,11 @@ from newsletter.recipients import load_recipients, load_suppressed
     "address",
     ["alice@example.org)<bob@example.org>", "a b@example.org", "a@b", "@example.org", "a@", "a..b@example.org",
      "a@-example.org", "a@example..org", "\"quoted\"@example.org", "a@exa_mple.org", "a@example.org\n",
-     "x" * 65 + "@e.org"],
+     "x" * 65 + "@e.org",
+     "b@a\u200db.com",  # a zero-width joiner: UTS #46 would refuse it here, but never silently
+     "b@\u00adab.com",  # a soft hyphen: UTS #46 maps it away, which would make this b@ab.com
+     "b@a\u200bb.com", "b@a\u2060b.com", "b@a\u202eb.com", "b@a\ufe0fb.com", "b@a\u3164b.com",
+     "x@xn--zz.com"],  # an A-label IDNA 2008 does not allow
 )  # fmt: skip
 def test_strict_addresses_are_refused(address: str) -> None:
     assert address_problem(address) is not None
@@ -23,6 +27,17 @@ def test_strict_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize("address", ["a@example.org", "o'brien+news@example.org", "zoe@exämple.org", "a.b@c.example"])
 def test_ordinary_addresses_pass(address: str) -> None:
     assert address_problem(address) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [("jo@straße.de", "jo@xn--strae-oqa.de"),  # IDNA 2008 keeps ß; IDNA 2003 sent it to strasse.de, another domain
+     ("ann@bücher.de", "ann@xn--bcher-kva.de"), ("ann@BÜCHER.de", "ann@xn--bcher-kva.de"),
+     ("x@ＥＸＡＭＰＬＥ.com", "x@example.com")],  # fullwidth letters are the same domain (UTS #46 mapping)
+)  # fmt: skip
+def test_domains_are_idna_2008(address: str, key: str) -> None:
+    assert address_problem(address) is None
+    assert mailbox_key(address) == key
 
 
 def test_rows_are_validated_with_line_numbers(tmp_path: Path) -> None:

@@ -679,6 +679,8 @@ def test_journal_file_is_owner_only(project: Path, smtp_server, sending) -> None
     sending(smtp_server())
     run_send(project, recipients_file(project / "list.csv", 2))
     assert stat.S_IMODE(journal_path(project, SAMPLE_EDITION).stat().st_mode) == 0o600
+    for folder in (project / ".newsletter", project / ".newsletter" / "journal"):  # mkdir's parents get 0755
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 @pytest.mark.parametrize("command", ["status", "send"])

@@ -214,3 +214,18 @@ def test_an_overflowing_image_is_named_with_its_article(project: Path) -> None:
     assert layout.status == FAILED
     assert ("at 375px the image 'https://clinic.example/lead.jpg' (alt 'The clinic garden') of "
             "is-physical-therapy-worth-it-for-back-pain.md is 552px wide: it overflows") in layout.details  # fmt: skip
+
+
+def test_install_checkers_survives_npm_output_that_is_not_utf8(tmp_path: Path, monkeypatch, capsys) -> None:
+    """npm failing with bytes in another encoding (a Windows code page in a path, say): one line, no traceback."""
+    from newsletter.cli import main
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "npm").write_bytes(b"#!/bin/sh\nprintf 'npm ERR! path /home/J\\374rgen\\n' >&2\nexit 1\n")  # latin-1
+    (fake / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code = main(["install-checkers"])
+    err = capsys.readouterr().err
+    assert code == 78 and err.startswith("newsletter: npm could not install the checkers") and "J\ufffdrgen" in err
