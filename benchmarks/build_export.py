@@ -20,8 +20,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from newsletter.compose import MessageFactory
+from newsletter.export import export_edition
 from newsletter.model import Recipient
-from newsletter.pipeline import build_edition, export_edition, render_checked
+from newsletter.pipeline import render_checked
+from newsletter.publish import build_edition
 
 REPO = Path(__file__).resolve().parent.parent
 EDITION = "back-pain"

@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     # the pipeline: build, check, export (dry run)
-    "render_checked": "pipeline", "preview_edition": "pipeline", "check_edition": "pipeline",
-    "build_edition": "pipeline", "export_edition": "pipeline", "import_article": "importer",
+    "render_checked": "pipeline", "preview_edition": "pipeline", "check_edition": "publish",
+    "build_edition": "publish", "export_edition": "export", "import_article": "importer",
     "load_publication": "config",
     # delivery
     "send_test": "sendtest", "Send": "send", "SendOptions": "send", "SendReport": "send",

@@ -30,16 +30,14 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from pathlib import Path
+from typing import Protocol
 
 from .addresses import split_mailbox
-from .compose import message_label
 from .config import IMAPSettings
 from .errors import ConfigError, ContentError
-from .journal import JournalReader
-from .journal.reader import JOURNAL_DIR
 from .model import Publication
 from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore, store_path
-from .tokens import edition_code, read_unsubscribe_token, read_verp_tag, required_keys
+from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys
 
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
@@ -61,18 +59,24 @@ class Summary:
     lines: list[str] = field(default_factory=list)  # one per message, for -v
 
 
+class SentMail(Protocol):
+    """What bounces needs to know of the mail that was sent (the send journals provide it)."""
+
+    def editions(self) -> list[str]: ...
+
+    def recipient(self, code: str, row_id: int) -> tuple[str, str] | None: ...
+
+
 class BounceReader:
     """Turns reports into verdicts and verdicts into suppressions, for one publication's working folder."""
 
-    def __init__(self, root: Path, publication: Publication) -> None:
+    def __init__(self, root: Path, publication: Publication, sent: SentMail) -> None:
+        """`sent` says which editions went out and whom a VERP tag's journal row was sent to."""
         self.root = root
         self.publication = publication
         self.keys = required_keys(publication.unsubscribe_secret, "bounces")
         self.store = SuppressionStore(store_path(root))
-        self._editions = {
-            edition_code(publication.list_id, path.stem): path
-            for path in (root / JOURNAL_DIR).glob("*.sqlite")  # the editions that were sent
-        }
+        self._sent = sent
 
     def close(self) -> None:
         self.store.close()
@@ -88,12 +92,9 @@ class BounceReader:
         for value in headers:
             for tag in re.findall(rf"\b{re.escape(local)}\+([A-Za-z0-9-]+)@", str(value), re.I):
                 found = read_verp_tag(self.keys, self.publication.list_id, tag)
-                if found and found[0] in self._editions:
-                    journal = self._editions[found[0]]
-                    with JournalReader(journal) as reader:
-                        address = reader.email_of(found[1])
-                    if address:
-                        return address, journal.stem
+                recipient = self._sent.recipient(*found) if found else None
+                if recipient:
+                    return recipient
         return None
 
     # --- sorting ------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ class BounceReader:
         match = re.search(r"\.([A-Za-z0-9-]+)@", str(original.get("Message-ID", "")) if original else "")
         if match is None:
             return ""
-        return next((p.stem for p in self._editions.values() if message_label(p.stem) == match[1]), "")
+        return next((name for name in self._sent.editions() if message_label(name) == match[1]), "")
 
     def _complaint(self, message: EmailMessage) -> Verdict:
         verp = self._verp(message)

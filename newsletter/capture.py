@@ -8,7 +8,6 @@ developer sees locally is what the tests check. aiosmtpd is an optional dependen
 from __future__ import annotations
 
 import itertools
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .ports import ensure_free
 from .writer import atomic_write
 
 
@@ -68,24 +68,6 @@ def capture_controller(handler: Any, host: str = "127.0.0.1", port: int = 1025, 
     except ImportError:
         raise ConfigError("smtp-capture needs aiosmtpd: pip install 'newsletter[capture]'") from None
     return Controller(handler, hostname=host, port=port, **smtp_options)
-
-
-def ensure_free(host: str, port: int) -> None:
-    """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing).
-
-    The probe binds with SO_REUSEADDR, as the servers themselves do (uvicorn, aiosmtpd): connections of a
-    server that was just killed linger in TIME_WAIT for a minute, and a probe without it would refuse the port
-    that the real server can take at once, so a `Restart=` under systemd would fail for that minute."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as error:
-        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}; choose another with --port") from None
 
 
 def run_capture(port: int, folder: Path, host: str = "127.0.0.1") -> None:

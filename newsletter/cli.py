@@ -21,7 +21,9 @@ from pathlib import Path
 from . import __version__
 from .config import find_root, load_publication
 from .errors import CheckFailed, ConfigError, DataError, NewsletterError, SetupFailed, TemporaryFailure
-from .pipeline import build_edition, check_edition, export_edition, preview_edition
+from .export import export_edition
+from .pipeline import preview_edition
+from .publish import build_edition, check_edition
 from .suppressions import complaint_warning, edition_reports
 from .writer import csv_text
 
@@ -231,11 +233,10 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _complaint_warnings(root: Path) -> list[str]:
     """Editions sent before whose complaint rate is over Gmail's 0.1%, for the next send's plan."""
-    from .journal import JournalReader
-    from .journal.reader import JOURNAL_DIR
+    from .journal import JournalReader, sent_editions
 
     warnings = []
-    for path in sorted((root / JOURNAL_DIR).glob("*.sqlite")):
+    for path in sent_editions(root):
         complaints = edition_reports(root, path.stem).get("complaint", 0)
         if complaints:
             with contextlib.suppress(NewsletterError), JournalReader(path) as journal:
@@ -332,10 +333,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_bounces(args: argparse.Namespace) -> int:
     from .bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
     from .config import require_imap_settings
+    from .journal import SentJournals
 
     root = _root()
     imap = require_imap_settings(root) if args.imap else None
-    reader = BounceReader(root, load_publication(root))
+    publication = load_publication(root)
+    reader = BounceReader(root, publication, SentJournals(root, publication.list_id))
     summary = Summary()
     try:
         if args.maildir:

@@ -13,7 +13,6 @@ for names it cannot simply quote. tests/test_compose.py checks every form agains
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import html
 import re
@@ -27,12 +26,12 @@ from email.message import EmailMessage
 from email.quoprimime import body_encode
 from email.utils import format_datetime, formataddr
 
-from .addresses import ascii_address, mailbox_key, parse_mailbox
+from .addresses import ascii_address, parse_mailbox
 from .dkim import DKIMSigner
 from .headers import check_header_value
 from .model import Recipient, RenderedEdition
 from .render import split_placeholders
-from .tokens import unsubscribe_keys, unsubscribe_token
+from .tokens import message_id_for, message_label, unsubscribe_keys, unsubscribe_token
 
 EOL = "\r\n"
 # printable ASCII but "=", not starting with a dot nor starting or ending with a space
@@ -55,22 +54,10 @@ class ComposedMessage:
     envelope_from: str = ""  # the SMTP sender (MAIL FROM) when it is not the From address: a VERP return path
 
 
-def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
-    """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
-    digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
-    return f"<{digest}.{message_label(edition_name)}@{domain}>"
-
-
 def first_name(recipient: Recipient) -> str:
     """`recipient.first_name`: the list's own `first_name` column where it has one, else the name's first word."""
     given = recipient.fields.get("first_name", "").strip()
     return given or next(iter(recipient.name.split()), "")
-
-
-@functools.lru_cache
-def message_label(edition_name: str) -> str:
-    """The edition as our Message-IDs show it (what `bounces` reads back from a quoted original)."""
-    return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
 
 
 class _Body:

@@ -25,9 +25,9 @@ from .dkim import key_from_environment
 from .errors import ConfigError, ContentError
 from .headers import check_header_value
 from .model import Publication
-from .tokens import secret_keys
 
 CONFIG_FILE = "newsletter.toml"
+MIN_SECRET_BYTES = 16
 SECURITY_MODES = ("starttls", "ssl", "none")
 _PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret", "dkim"}
 _CSS_COLOR = re.compile(
@@ -105,6 +105,24 @@ def _read_settings(path: Path) -> dict[str, str]:
             raise ConfigError(f"[publication] {key} must be a string", path)
         settings[name] = value.strip()
     return settings
+
+
+def secret_keys(secret: str) -> list[str]:
+    """NEWSLETTER_UNSUBSCRIBE_SECRET as its keys, current first: split on commas only (a passphrase may hold
+    spaces), each at least MIN_SECRET_BYTES long, so no empty or guessable key can ever open a token."""
+    if not secret:
+        return []
+    if not secret.strip():
+        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
+    keys = [key.strip() for key in secret.split(",")]
+    for number, key in enumerate(keys, start=1):
+        if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"NEWSLETTER_UNSUBSCRIBE_SECRET: key {number} of {len(keys)} is "
+                f"{'empty' if not key else f'shorter than {MIN_SECRET_BYTES} bytes'}; each comma-separated key needs "
+                f"at least {MIN_SECRET_BYTES} (`newsletter init` writes a random one)"
+            )
+    return keys
 
 
 def derived_list_id(sender: Address) -> str:

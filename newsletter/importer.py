@@ -17,7 +17,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from .errors import ContentError
-from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, read_text, split_front_matter, toml_string
+from .files import read_text
+from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, split_front_matter, toml_string
 from .model import Publication
 from .verify import normalise
 from .writer import atomic_write, safe_join

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 from .errors import ContentError
+from .files import read_text
 from .model import Article, Edition
 
 ISSUES_DIR = "issues"
@@ -31,24 +32,6 @@ def check_edition_name(name: str, where: str | Path | None = None) -> str:
     if not _EDITION_NAME.match(name) or len(name) > 100:
         raise ContentError(NAME_RULE, where if where is not None else name)
     return name
-
-
-def read_text(path: Path) -> str:
-    """Read a UTF-8 text file, turning the usual failures into one line that names the file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ContentError("no such file", path) from None
-    except IsADirectoryError:
-        raise ContentError("is a folder, expected a file", path) from None
-    except OSError as exc:
-        raise ContentError(f"cannot read: {exc.strerror}", path) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ContentError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", path, line) from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse_toml(text: str, path: Path, line_offset: int = 0) -> dict:

@@ -11,11 +11,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .errors import CheckFailed, ConfigError, NewsletterError
+from .errors import CheckFailed, NewsletterError
 from .load import edition_folder
-from .pipeline import preview_edition, review_data
+from .pipeline import preview_edition
+from .ports import cannot_listen
 from .render import PACKAGE_TEMPLATES
-from .review import ReviewData, review_page
+from .review import ReviewData, review_data, review_page
 from .toolchecks import run_tool_checks
 
 POLL_SECONDS = 0.5
@@ -36,9 +37,7 @@ class PreviewServer:
         try:  # the port first: a busy one is reported at once, before seconds of building and checking
             self.httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         except OSError as error:
-            raise ConfigError(
-                f"cannot listen on 127.0.0.1:{port}: {error.strerror}; choose another with --port"
-            ) from None
+            raise cannot_listen("127.0.0.1", port, error) from None
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
         self._publish(ReviewData(str(edition), building=True))
         self.version = 0

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .addresses import mailbox_key, split_mailbox
 from .errors import ContentError, DataError
+from .files import read_text
 from .headers import check_header_value
-from .load import read_text
 from .model import Publication, Recipient
 from .suppressions import stored_keys
 

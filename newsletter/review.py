@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 
+from .pipeline import EditionPreview
 from .toolchecks import ToolCheck
 from .verify import GMAIL_CLIP_BYTES
 
@@ -119,3 +120,10 @@ pre {{ background: #f6f8fa; padding: 16px; max-width: 80ch; white-space: pre-wra
 </style></head>
 <body><h1>Review: {title}</h1>{body}{RELOAD_SCRIPT if live else ""}</body></html>
 """
+
+
+def review_data(preview: EditionPreview, tool_checks: list | None = None) -> ReviewData:
+    note = "" if tool_checks else "Checks by real tools (Chromium, axe-core, SpamAssassin, Nu): `newsletter check`"
+    edition = preview.rendered.edition
+    return ReviewData(edition.subject, edition.preheader, preview.html, preview.text, preview.message.data,
+                      tool_checks=tool_checks or [], tools_note=note)  # fmt: skip

@@ -367,7 +367,7 @@ def run_server(root: Path, host: str = "127.0.0.1", port: int = 8080, drafts: bo
     """Serve until interrupted (uvicorn), printing where."""
     import uvicorn
 
-    from .capture import ensure_free
+    from .ports import ensure_free
 
     app = create_app(root, drafts)
     ensure_free(host, port)

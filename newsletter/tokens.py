@@ -29,30 +29,12 @@ import struct
 import time
 
 from .addresses import mailbox_key
+from .config import secret_keys
 from .errors import ConfigError
 
 DEVELOPMENT_KEY = "newsletter-development-key"
 UNDO_SECONDS = 7 * 24 * 3600
-MIN_SECRET_BYTES = 16
 _TAG = 16
-
-
-def secret_keys(secret: str) -> list[str]:
-    """NEWSLETTER_UNSUBSCRIBE_SECRET as its keys, current first: split on commas only (a passphrase may hold
-    spaces), each at least MIN_SECRET_BYTES long, so no empty or guessable key can ever open a token."""
-    if not secret:
-        return []
-    if not secret.strip():
-        raise ConfigError("NEWSLETTER_UNSUBSCRIBE_SECRET is only white space: set a real key or leave it empty")
-    keys = [key.strip() for key in secret.split(",")]
-    for number, key in enumerate(keys, start=1):
-        if len(key.encode("utf-8")) < MIN_SECRET_BYTES:
-            raise ConfigError(
-                f"NEWSLETTER_UNSUBSCRIBE_SECRET: key {number} of {len(keys)} is "
-                f"{'empty' if not key else f'shorter than {MIN_SECRET_BYTES} bytes'}; each comma-separated key needs "
-                f"at least {MIN_SECRET_BYTES} (`newsletter init` writes a random one)"
-            )
-    return keys
 
 
 def unsubscribe_keys(secret: str) -> list[bytes]:
@@ -193,3 +175,15 @@ def read_verp_tag(keys: list[bytes], list_id: str, tag: str) -> tuple[str, int] 
         if hmac.compare_digest(_verp_mac(key, list_id, code, row_id), mac):
             return code, row_id
     return None
+
+
+def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
+    """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
+    digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
+    return f"<{digest}.{message_label(edition_name)}@{domain}>"
+
+
+@functools.lru_cache
+def message_label(edition_name: str) -> str:
+    """The edition as our Message-IDs show it (what `bounces` reads back from a quoted original)."""
+    return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"

@@ -7,7 +7,7 @@ Its parts: `states` (what is recorded), `store` (the durable file), `queue` (pen
 from .ledger import Journal
 from .limits import RateLimit, RateLimiter
 from .queue import PendingQueue
-from .reader import JournalReader, journal_path, open_existing
+from .reader import JournalReader, SentJournals, journal_path, open_existing, sent_editions
 from .states import Claim, Outcome, State, Step
 from .store import JournalStore
 
@@ -20,8 +20,10 @@ __all__ = [
     "PendingQueue",
     "RateLimit",
     "RateLimiter",
+    "SentJournals",
     "State",
     "Step",
     "journal_path",
     "open_existing",
+    "sent_editions",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..database import sqlite_errors as database_errors
 from ..errors import ContentError
+from ..tokens import edition_code
 from .states import State
 
 JOURNAL_DIR = Path(".newsletter") / "journal"
@@ -103,6 +104,31 @@ class JournalReader:
                 self.path,
             )
         return True
+
+
+def sent_editions(root: Path) -> list[Path]:
+    """The journal of every edition that was sent (or is being sent), by name."""
+    return sorted((root / JOURNAL_DIR).glob("*.sqlite"))
+
+
+class SentJournals:
+    """The editions sent so far and whom each journal row went to: what `bounces` asks of the send journals
+    (through this, rather than opening them itself: they belong to delivery, a floor above it)."""
+
+    def __init__(self, root: Path, list_id: str) -> None:
+        self._journals = {edition_code(list_id, path.stem): path for path in sent_editions(root)}
+
+    def editions(self) -> list[str]:
+        return [path.stem for path in self._journals.values()]
+
+    def recipient(self, code: str, row_id: int) -> tuple[str, str] | None:
+        """(address, edition) of a VERP tag's journal row, or None."""
+        path = self._journals.get(code)
+        if path is None:
+            return None
+        with JournalReader(path) as reader:
+            address = reader.email_of(row_id)
+        return (address, path.stem) if address else None
 
 
 def open_existing(root: Path, edition_name: str) -> JournalReader:

@@ -1,0 +1,30 @@
+"""Listening on a port: one check and one message for every server the tool starts (serve, preview,
+smtp-capture), so a busy port is one line that says what to do, never a traceback from bind()."""
+
+from __future__ import annotations
+
+import socket
+
+from .errors import ConfigError
+
+
+def cannot_listen(host: str, port: int, error: OSError) -> ConfigError:
+    return ConfigError(f"cannot listen on {host}:{port}: {error.strerror}; choose another with --port")
+
+
+def ensure_free(host: str, port: int) -> None:
+    """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing).
+
+    The probe binds with SO_REUSEADDR, as the servers themselves do (uvicorn, aiosmtpd): connections of a
+    server that was just killed linger in TIME_WAIT for a minute, and a probe without it would refuse the port
+    that the real server can take at once, so a `Restart=` under systemd would fail for that minute."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise cannot_listen(host, port, error) from None

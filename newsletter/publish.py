@@ -1,0 +1,55 @@
+"""`build` and `check`: the edition pipeline's results written as files, or judged by every check.
+
+The CLI calls these (and `export`) rather than the stages; a Python user can call them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compose import ComposedMessage
+from .errors import CheckFailed
+from .pipeline import EditionPreview, preview_edition
+from .review import review_data, review_page
+from .toolchecks import run_tool_checks
+from .verify import image_origin, publication_problems
+from .writer import safe_join, write_files
+
+BUILD_DIR = "build"
+
+
+def check_edition(edition: str | Path, root: Path | None = None, tools: bool = True) -> tuple[EditionPreview, list]:
+    """Every check: the built-in ones and the publication's settings (raising CheckFailed) and, with `tools`,
+    the real-tool ones (returned)."""
+    preview = preview_edition(edition, root)
+    publication = preview.rendered.publication
+    problems = publication_problems(publication)
+    if problems:
+        raise CheckFailed(problems, publication.source)
+    origin = functools.partial(image_origin, preview.rendered.edition)
+    results = run_tool_checks(preview.html, preview.message.data, root, origin) if tools else []
+    return preview, results
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out: Path
+    files: list[Path]
+    message: ComposedMessage
+    html_bytes: int
+
+
+def build_edition(edition: str | Path, out: Path | None = None, root: Path | None = None) -> BuildResult:
+    """Write email.html, email.txt, email.eml (for the test recipient) and review.html into build/<edition>/."""
+    root = root or Path.cwd()
+    preview = preview_edition(edition, root)
+    out = out or safe_join(root / BUILD_DIR, preview.rendered.edition.name)
+    files = write_files(out, {
+        "email.html": preview.html,
+        "email.txt": preview.text,
+        "email.eml": preview.message.data,
+        "review.html": review_page(review_data(preview)),
+    })  # fmt: skip
+    return BuildResult(out, files, preview.message, len(preview.html.encode("utf-8")))
