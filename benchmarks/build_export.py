@@ -19,10 +19,10 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from newsletter.compose import MessageFactory
-from newsletter.export import export_edition
-from newsletter.model import Recipient
-from newsletter.pipeline import render_checked
+from newsletter.base.model import Recipient
+from newsletter.delivery.export import export_edition
+from newsletter.edition.compose import MessageFactory
+from newsletter.edition.pipeline import render_checked
 from newsletter.publish import build_edition
 
 REPO = Path(__file__).resolve().parent.parent

@@ -45,10 +45,10 @@ def main() -> None:
 
 
 def measure(work: Path, port: int, count: int) -> None:
-    from newsletter.compose import MessageFactory
-    from newsletter.dkim import DKIMSigner, generate_key, load_key
-    from newsletter.model import Recipient
-    from newsletter.pipeline import render_checked
+    from newsletter.base.dkim import DKIMSigner, generate_key, load_key
+    from newsletter.base.model import Recipient
+    from newsletter.edition.compose import MessageFactory
+    from newsletter.edition.pipeline import render_checked
 
     try:
         shutil.copytree(REPO / "issues", work / "issues")

@@ -83,14 +83,14 @@ class Project:
         shutil.copytree(REPO / "issues", self.folder / "issues")
         shutil.copy(REPO / "newsletter.toml", self.folder / "newsletter.toml")
         sys.path.insert(0, str(REPO))
-        from newsletter.compose import MessageFactory
-        from newsletter.pipeline import render_checked
+        from newsletter.edition.compose import MessageFactory
+        from newsletter.edition.pipeline import render_checked
 
         self.factory = MessageFactory(render_checked(EDITION, self.folder))
 
     def recipients(self, count: int) -> list[bytes]:
         """Write list.csv with `count` recipients; returns their messages as the references send them."""
-        from newsletter.model import Recipient
+        from newsletter.base.model import Recipient
 
         people = [Recipient(f"reader{i}@example.org", f"Reader {i}") for i in range(count)]
         with (self.folder / "list.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -140,7 +140,7 @@ def compare(title: str, rounds: int, sink: list[str], port: int, project: Projec
 
 def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_connection: int = 150) -> None:
     """One of C connections stuck after its first message: the rate of the others during the hang."""
-    from newsletter.send import Send, SendOptions
+    from newsletter.delivery.send import Send, SendOptions
 
     count = connections * per_connection
     project.recipients(count)
@@ -170,7 +170,7 @@ def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_c
 
 def profile(project: Project, count: int = 10_000) -> None:
     """One loopback send in-process under cProfile (one process, one thread plus the commit thread)."""
-    from newsletter.send import Send, SendOptions
+    from newsletter.delivery.send import Send, SendOptions
 
     project.recipients(count)
     port = free_port()

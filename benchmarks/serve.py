@@ -77,7 +77,7 @@ def milliseconds(text: str) -> float:
 
 def one_click_burst(work: Path, port: int, clients: int, seconds: int) -> dict[str, float]:
     """wrk's figures for a burst of distinct one-click POSTs: median and p99 ms, requests, non-2xx answers."""
-    from newsletter.tokens import unsubscribe_keys, unsubscribe_token
+    from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
 
     keys = unsubscribe_keys(SECRET)
     count = 40_000 * seconds  # more than the server could answer: no address is ever repeated
@@ -105,7 +105,7 @@ def one_clicks_beside_idle_connections(port: int, idle: int, count: int) -> list
     connections sit open, half of them having sent part of a request's headers (slowloris)."""
     import socket
 
-    from newsletter.tokens import unsubscribe_keys, unsubscribe_token
+    from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
 
     keys = unsubscribe_keys(SECRET)
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(idle)]
@@ -147,7 +147,7 @@ def main() -> None:
     if not os.access(WRK, os.X_OK):
         raise SystemExit(f"{WRK} missing: apt-get install wrk (scripts/install-test-tools does)")
     sys.path.insert(0, str(REPO))
-    from newsletter.suppressions import SuppressionStore, store_path
+    from newsletter.audience.suppressions import SuppressionStore, store_path
 
     work = Path(tempfile.mkdtemp(prefix="newsletter-serve-bench-"))
     port = free_port()

@@ -1,8 +1,11 @@
 """newsletter: articles on disk -> email editions, written to files or sent over SMTP.
 
-The pipeline, one module per stage: load -> render -> inline -> verify -> compose -> deliver. What a library user
-may import is listed in `__all__` and importable from here (`from newsletter import build_edition`); each name is
-loaded on first use, so `import newsletter` stays cheap for the command line.
+The package's folders are its architecture, each a floor that imports only the floors below it: `base` (data,
+errors, settings, files), `audience` (recipients, tokens, suppressions, bounces), `edition` (load -> render ->
+inline -> verify -> compose), `delivery` (transports, send, journal), then `web` (serve, archive) and `checks`
+(real-tool checks, review, preview); on top, the command line (`cli`), `init` and `publish` (build and check).
+What a library user may import is listed in `__all__` and importable from here (`from newsletter import
+build_edition`); each name is loaded on first use, so `import newsletter` stays cheap for the command line.
 """
 
 from __future__ import annotations
@@ -13,19 +16,19 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     # the pipeline: build, check, export (dry run)
-    "render_checked": "pipeline", "preview_edition": "pipeline", "check_edition": "publish",
-    "build_edition": "publish", "export_edition": "export", "import_article": "importer",
-    "load_publication": "config",
+    "render_checked": "edition.pipeline", "preview_edition": "edition.pipeline", "check_edition": "publish",
+    "build_edition": "publish", "export_edition": "delivery.export", "import_article": "edition.importer",
+    "load_publication": "base.config",
     # delivery
-    "send_test": "sendtest", "Send": "send", "SendOptions": "send", "SendReport": "send",
-    "Transport": "transport", "FileTransport": "transport", "MemoryTransport": "transport",
-    "SMTPTransport": "smtp",
+    "send_test": "delivery.sendtest", "Send": "delivery.send", "SendOptions": "delivery.send",
+    "SendReport": "delivery.send", "Transport": "delivery.transport", "FileTransport": "delivery.transport",
+    "MemoryTransport": "delivery.transport", "SMTPTransport": "delivery.smtp",
     # data and errors
-    "Edition": "model", "Article": "model", "Publication": "model", "Recipient": "model",
-    "NewsletterError": "errors", "ContentError": "errors", "ConfigError": "errors", "CheckFailed": "errors",
-    "DeliveryError": "errors", "TemporaryFailure": "errors", "PermanentFailure": "errors",
-    "OutcomeUnknown": "errors", "ConnectionFailed": "errors", "SetupFailed": "errors",
-    "AuthenticationFailed": "errors", "JournalError": "errors",
+    "Edition": "base.model", "Article": "base.model", "Publication": "base.model", "Recipient": "base.model",
+    "NewsletterError": "base.errors", "ContentError": "base.errors", "ConfigError": "base.errors",
+    "CheckFailed": "base.errors", "DeliveryError": "base.errors", "TemporaryFailure": "base.errors",
+    "PermanentFailure": "base.errors", "OutcomeUnknown": "base.errors", "ConnectionFailed": "base.errors",
+    "SetupFailed": "base.errors", "AuthenticationFailed": "base.errors", "JournalError": "base.errors",
 }  # fmt: skip
 
 __all__ = ["__version__", *_PUBLIC]

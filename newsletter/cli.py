@@ -19,13 +19,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import find_root, load_publication
-from .errors import CheckFailed, ConfigError, DataError, NewsletterError, SetupFailed, TemporaryFailure
-from .export import export_edition
-from .pipeline import preview_edition
+from .audience.suppressions import complaint_warning, edition_reports
+from .base.config import find_root, load_publication
+from .base.errors import CheckFailed, ConfigError, DataError, NewsletterError, SetupFailed, TemporaryFailure
+from .base.writer import csv_text
+from .delivery.export import export_edition
+from .edition.pipeline import preview_edition
 from .publish import build_edition, check_edition
-from .suppressions import complaint_warning, edition_reports
-from .writer import csv_text
 
 # Exit statuses: the sysexits values where one fits, so cron or a script can tell "fix it" from "run it later".
 EXIT_OK = 0
@@ -120,7 +120,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    from .toolchecks import screenshots
+    from .checks.toolchecks import screenshots
 
     preview = preview_edition(_edition(args.edition), _root())
     for path in screenshots(preview.html, args.out):
@@ -129,7 +129,7 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .preview import PreviewServer
+    from .checks.preview import PreviewServer
 
     server = PreviewServer(_edition(args.edition), _root(), args.port, tools=not args.quick)
     print(f"reviewing {args.edition} at {server.url} (rebuilds on every change; Ctrl-C to stop)", flush=True)
@@ -153,7 +153,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import import_article
+    from .edition.importer import import_article
 
     root = _root()
     into = _edition(args.into) if args.into else None
@@ -165,7 +165,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_send_test(args: argparse.Namespace) -> int:
-    from .sendtest import send_test
+    from .delivery.sendtest import send_test
 
     results = send_test(_edition(args.edition), args.to, _root(), verbose=args.verbose)
     for result in results:
@@ -177,7 +177,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from .send import Send, SendOptions
+    from .delivery.send import Send, SendOptions
 
     options = SendOptions(
         connections=args.connections, rate=args.rate, per_hour=args.per_hour, resend_in_doubt=args.resend_in_doubt,
@@ -233,7 +233,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _complaint_warnings(root: Path) -> list[str]:
     """Editions sent before whose complaint rate is over Gmail's 0.1%, for the next send's plan."""
-    from .journal import JournalReader, sent_editions
+    from .delivery.journal import JournalReader, sent_editions
 
     warnings = []
     for path in sent_editions(root):
@@ -308,8 +308,8 @@ class _ProgressPrinter:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .journal import open_existing
-    from .load import edition_folder
+    from .delivery.journal import open_existing
+    from .edition.load import edition_folder
 
     root = _root()
     edition = edition_folder(_edition(args.edition), root).name
@@ -331,9 +331,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
-    from .config import require_imap_settings
-    from .journal import SentJournals
+    from .audience.bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
+    from .base.config import require_imap_settings
+    from .delivery.journal import SentJournals
 
     root = _root()
     imap = require_imap_settings(root) if args.imap else None
@@ -359,7 +359,7 @@ def cmd_bounces(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import run_server
+    from .web.serve import run_server
 
     with contextlib.suppress(KeyboardInterrupt):
         run_server(_root(), args.host, args.port, args.drafts, args.root_path, args.proxy)
@@ -367,7 +367,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
-    from .archive import write_archive
+    from .web.archive import write_archive
 
     root = _root()
     files = write_archive(root, load_publication(root), args.out, args.drafts)
@@ -378,7 +378,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 def cmd_suppressions(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from .suppressions import list_suppressions
+    from .audience.suppressions import list_suppressions
 
     entries = list_suppressions(_root())
     rows = [[e.address, e.reason, e.source, dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(timespec="seconds"),
@@ -393,7 +393,7 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
 
 
 def cmd_suppress(args: argparse.Namespace) -> int:
-    from .suppressions import SuppressionStore, store_path
+    from .audience.suppressions import SuppressionStore, store_path
 
     with SuppressionStore(store_path(_root())) as store:
         added = store.add(args.address, args.reason, "command line")
@@ -402,7 +402,7 @@ def cmd_suppress(args: argparse.Namespace) -> int:
 
 
 def cmd_unsuppress(args: argparse.Namespace) -> int:
-    from .suppressions import SuppressionStore, store_path
+    from .audience.suppressions import SuppressionStore, store_path
 
     with SuppressionStore(store_path(_root())) as store:
         removed = store.remove(args.address)
@@ -411,9 +411,9 @@ def cmd_unsuppress(args: argparse.Namespace) -> int:
 
 
 def cmd_dkim_keygen(args: argparse.Namespace) -> int:
-    from .addresses import parse_mailbox
-    from .config import load_environment
-    from .dkim import generate_key
+    from .base.addresses import parse_mailbox
+    from .base.config import load_environment
+    from .base.dkim import generate_key
 
     root = _root()
     env = load_environment(root)
@@ -430,7 +430,7 @@ def cmd_dkim_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_install_checkers(args: argparse.Namespace) -> int:
-    from .toolchecks import install_checkers
+    from .checks.toolchecks import install_checkers
 
     folder = install_checkers()
     print(f"installed axe-core, the Nu HTML checker and the caniemail data into {folder}; `newsletter check` uses "
@@ -439,7 +439,7 @@ def cmd_install_checkers(args: argparse.Namespace) -> int:
 
 
 def cmd_smtp_capture(args: argparse.Namespace) -> int:
-    from .capture import run_capture
+    from .delivery.capture import run_capture
 
     run_capture(args.port, args.maildir, args.host)
     return 0

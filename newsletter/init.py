@@ -13,13 +13,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .addresses import parse_mailbox
-from .config import CONFIG_FILE, check_site_url
-from .errors import ConfigError, NewsletterError
-from .headers import check_header_value
-from .load import EDITION_FILE, ISSUES_DIR, toml_string
-from .render import PACKAGE_TEMPLATES
-from .writer import atomic_write
+from .base.addresses import parse_mailbox
+from .base.config import CONFIG_FILE, check_site_url
+from .base.errors import ConfigError, NewsletterError
+from .base.headers import check_header_value
+from .base.writer import atomic_write
+from .edition.load import EDITION_FILE, ISSUES_DIR, toml_string
+from .edition.render import PACKAGE_TEMPLATES
 
 FIRST_EDITION = "welcome"
 THEME_FILES = ("email.html", "email.txt", "page.html")

@@ -9,13 +9,13 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compose import ComposedMessage
-from .errors import CheckFailed
-from .pipeline import EditionPreview, preview_edition
-from .review import review_data, review_page
-from .toolchecks import run_tool_checks
-from .verify import image_origin, publication_problems
-from .writer import safe_join, write_files
+from .base.errors import CheckFailed
+from .base.writer import safe_join, write_files
+from .checks.review import review_data, review_page
+from .checks.toolchecks import run_tool_checks
+from .edition.compose import ComposedMessage
+from .edition.pipeline import EditionPreview, preview_edition
+from .edition.verify import image_origin, publication_problems
 
 BUILD_DIR = "build"
 

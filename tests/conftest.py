@@ -153,7 +153,7 @@ def smtp_server(tmp_path: Path, test_ca):
     """Start aiosmtpd servers on loopback: `smtp_server(tls="starttls"|"ssl"|None, auth=True, handler=...)`."""
     import ssl
 
-    from newsletter.capture import CaptureHandler, capture_controller
+    from newsletter.delivery.capture import CaptureHandler, capture_controller
 
     controllers = []
 
@@ -224,7 +224,7 @@ def web_server(project: Path, site: int):
 
     import uvicorn
 
-    from newsletter.serve import REQUEST_TIMEOUT, create_app, server_config
+    from newsletter.web.serve import REQUEST_TIMEOUT, create_app, server_config
 
     servers = []
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import LIST_ID, SAMPLE_EDITION
 
-from newsletter.journal import JournalStore, journal_path
-from newsletter.model import Recipient
-from newsletter.suppressions import SuppressionStore, store_path
-from newsletter.tokens import read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
+from newsletter.audience.suppressions import SuppressionStore, store_path
+from newsletter.audience.tokens import read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
+from newsletter.base.model import Recipient
+from newsletter.delivery.journal import JournalStore, journal_path
 
 SECRET = "bounce-test-secret-0123456789"
 KEYS = unsubscribe_keys(SECRET)
@@ -105,7 +105,7 @@ def test_verp_tags_are_short_verified_and_name_edition_and_row() -> None:
 
 
 def test_send_uses_a_verp_return_path_per_recipient(sent: Path, smtp_server, smtp_env) -> None:
-    from newsletter.send import Send, SendOptions
+    from newsletter.delivery.send import Send, SendOptions
 
     journal_path(sent, SAMPLE_EDITION).unlink()
     server = smtp_server()

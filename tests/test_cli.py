@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, REPO, SAMPLE_EDITION, parse_message, parts
 
-from newsletter.addresses import ascii_address
+from newsletter.base.addresses import ascii_address
 from newsletter.cli import _parser
 
 EDITION = Path("issues") / SAMPLE_EDITION
@@ -154,7 +154,7 @@ def test_export_never_opens_a_network_connection(project: Path) -> None:
     result = subprocess.run([sys.executable, "-c", guard], cwd=project, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "smtplib" not in subprocess.run(
-        [sys.executable, "-c", "import sys, newsletter.pipeline; print(sorted(sys.modules))"],
+        [sys.executable, "-c", "import sys, newsletter.edition.pipeline; print(sorted(sys.modules))"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
 
@@ -495,7 +495,7 @@ def test_an_article_linked_from_outside_the_edition_is_refused(project: Path, cl
 
 
 def test_article_text_cannot_collide_with_recipient_placeholders(project: Path, cli) -> None:
-    from newsletter.render import placeholder
+    from newsletter.edition.render import placeholder
 
     article = next((project / "issues" / SAMPLE_EDITION).glob("*.md"))
     tokens = " ".join(placeholder(i, "") for i in range(3))  # the tokens of the version before the key
@@ -558,8 +558,8 @@ def test_an_empty_host_is_a_usage_error_not_every_interface(cli, command: str) -
 
 
 def test_a_passphrase_is_one_key_and_each_key_needs_sixteen_bytes(project: Path, cli, monkeypatch) -> None:
-    from newsletter.config import load_publication
-    from newsletter.tokens import read_unsubscribe_token, unsubscribe_keys, unsubscribe_token
+    from newsletter.audience.tokens import read_unsubscribe_token, unsubscribe_keys, unsubscribe_token
+    from newsletter.base.config import load_publication
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "correct horse battery staple")
     publication = load_publication(project)

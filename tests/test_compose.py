@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import LIST_ID, SAMPLE_EDITION, configure, parse_message, parts
 
-from newsletter.compose import MessageFactory
-from newsletter.errors import HeaderInjectionError
-from newsletter.headers import check_header_value
-from newsletter.model import Recipient
-from newsletter.pipeline import render_checked
-from newsletter.tokens import message_id_for, read_unsubscribe_token, unsubscribe_keys
+from newsletter.audience.tokens import message_id_for, read_unsubscribe_token, unsubscribe_keys
+from newsletter.base.errors import HeaderInjectionError
+from newsletter.base.headers import check_header_value
+from newsletter.base.model import Recipient
+from newsletter.edition.compose import MessageFactory
+from newsletter.edition.pipeline import render_checked
 
 NOW = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
 RECIPIENTS = [

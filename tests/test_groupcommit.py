@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from newsletter.groupcommit import GroupCommit
+from newsletter.delivery.groupcommit import GroupCommit
 
 
 def test_writes_submitted_together_share_one_call_and_each_gets_its_answer() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import DATA, SAMPLE_ARTICLE, SAMPLE_EDITION
 
-from newsletter.config import load_publication
-from newsletter.importer import escape_markdown, import_article, parse_source, slugify
-from newsletter.load import load_edition, split_front_matter
-from newsletter.verify import normalise
+from newsletter.base.config import load_publication
+from newsletter.edition.importer import escape_markdown, import_article, parse_source, slugify
+from newsletter.edition.load import load_edition, split_front_matter
+from newsletter.edition.verify import normalise
 
 SAMPLE_TXT = DATA / "samples" / "seattle-neuro-back-pain.txt"  # the seed article, as the clinic's site saved it
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ContentError, JournalError
-from newsletter.journal import (
+from newsletter.base.errors import ContentError, JournalError
+from newsletter.base.model import Recipient
+from newsletter.delivery.journal import (
     Claim,
     Journal,
     JournalReader,
@@ -22,7 +23,6 @@ from newsletter.journal import (
     Step,
     open_existing,
 )
-from newsletter.model import Recipient
 
 
 def rows(count: int) -> list[tuple[Recipient, str]]:

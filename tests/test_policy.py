@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.errors import (
+from newsletter.base.errors import (
     AuthenticationFailed,
     ConnectionFailed,
     OutcomeUnknown,
     PermanentFailure,
     TemporaryFailure,
 )
-from newsletter.journal import State
-from newsletter.policy import FailureWatch, RetryPolicy, Throttle
+from newsletter.delivery.journal import State
+from newsletter.delivery.policy import FailureWatch, RetryPolicy, Throttle
 
 
 def test_backoff_doubles_and_is_capped() -> None:

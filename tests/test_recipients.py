@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.addresses import address_problem, mailbox_key
-from newsletter.recipients import load_recipients, load_suppressed
+from newsletter.audience.recipients import load_recipients, load_suppressed
+from newsletter.base.addresses import address_problem, mailbox_key
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def _written(path: Path, text: str) -> Path:
 
 @pytest.mark.parametrize("text", ["Ann <ann@example.org>", "ann@example.org"])
 def test_parse_recipient_takes_both_forms(text: str) -> None:
-    from newsletter.addresses import parse_recipient
+    from newsletter.base.addresses import parse_recipient
 
     assert parse_recipient(text)[1] == "ann@example.org"
     assert parse_recipient(text)[0] == ("Ann" if "<" in text else "")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_ARTICLE, SAMPLE_EDITION
 
-from newsletter.compose import MessageFactory
-from newsletter.errors import CheckFailed, ContentError
-from newsletter.load import split_front_matter
-from newsletter.model import Recipient
-from newsletter.pipeline import render_checked
-from newsletter.render import markdown_to_html
-from newsletter.verify import html_facts, normalise
+from newsletter.base.errors import CheckFailed, ContentError
+from newsletter.base.model import Recipient
+from newsletter.edition.compose import MessageFactory
+from newsletter.edition.load import split_front_matter
+from newsletter.edition.pipeline import render_checked
+from newsletter.edition.render import markdown_to_html
+from newsletter.edition.verify import html_facts, normalise
 
 
 def visible(html: str) -> str:
@@ -131,7 +131,7 @@ def test_unknown_template_variable_names_template_and_line(project: Path) -> Non
 
 
 def test_text_tables_wrap_within_their_columns_and_headings_are_underlined() -> None:
-    from newsletter.render import html_to_text, markdown_to_html
+    from newsletter.edition.render import html_to_text, markdown_to_html
 
     long = "Walking in the park with a friend at an easy pace, then a longer cool-down stretch at home"
     text = html_to_text(markdown_to_html(

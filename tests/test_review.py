@@ -8,8 +8,8 @@ from pathlib import Path
 
 from conftest import SAMPLE_EDITION
 
-from newsletter.preview import PreviewServer
-from newsletter.review import ReviewData, forced_dark, review_page
+from newsletter.checks.preview import PreviewServer
+from newsletter.checks.review import ReviewData, forced_dark, review_page
 
 
 def test_build_writes_a_self_contained_review_page(project: Path, cli) -> None:
@@ -90,7 +90,7 @@ def test_preview_answers_before_the_first_build(project: Path, monkeypatch) -> N
     """The URL is served at once; the build (and the slow real-tool checks) come after it."""
     import threading
 
-    import newsletter.preview as preview_module
+    import newsletter.checks.preview as preview_module
 
     release = threading.Event()
     real = preview_module.preview_edition

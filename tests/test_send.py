@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message
 
-from newsletter.capture import CaptureHandler
-from newsletter.journal import journal_path
-from newsletter.send import Send, SendOptions
+from newsletter.delivery.capture import CaptureHandler
+from newsletter.delivery.journal import journal_path
+from newsletter.delivery.send import Send, SendOptions
 
 pytest.importorskip("aiosmtpd")
 SECRET = "test-unsubscribe-secret-0123"
@@ -321,7 +321,7 @@ def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp
 def test_without_a_terminal_progress_is_a_line_at_least_every_ten_seconds(monkeypatch, capsys) -> None:
     """Under cron or systemd a slow send still shows it is alive: a line when it starts, then every 10 s."""
     from newsletter.cli import _ProgressPrinter
-    from newsletter.send import Progress
+    from newsletter.delivery.send import Progress
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     now = [0.0]
@@ -699,8 +699,8 @@ def test_a_corrupt_journal_is_one_line_not_a_traceback(project: Path, smtp_serve
 
 def test_a_library_user_can_send_through_any_transport(project: Path, monkeypatch) -> None:
     """The send loop knows only the Transport interface: here the in-memory one, failing as real servers do."""
-    from newsletter.errors import OutcomeUnknown, PermanentFailure, TemporaryFailure
-    from newsletter.transport import MemoryTransport
+    from newsletter.base.errors import OutcomeUnknown, PermanentFailure, TemporaryFailure
+    from newsletter.delivery.transport import MemoryTransport
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
     memory = MemoryTransport(fail={

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts
 
-from newsletter.compose import MessageFactory
-from newsletter.model import Recipient
-from newsletter.pipeline import render_checked
-from newsletter.serve import route
-from newsletter.suppressions import SuppressionStore, store_path
-from newsletter.tokens import unsubscribe_keys, unsubscribe_token
+from newsletter.audience.suppressions import SuppressionStore, store_path
+from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
+from newsletter.base.model import Recipient
+from newsletter.edition.compose import MessageFactory
+from newsletter.edition.pipeline import render_checked
+from newsletter.web.serve import route
 
 pytest.importorskip("uvicorn")
 ONE_CLICK = b"List-Unsubscribe=One-Click"
@@ -183,8 +183,8 @@ def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_se
     import asyncio
     import threading
 
-    from newsletter.capture import CaptureHandler
-    from newsletter.send import Send, SendOptions
+    from newsletter.delivery.capture import CaptureHandler
+    from newsletter.delivery.send import Send, SendOptions
 
     class Slow(CaptureHandler):
         async def handle_DATA(self, server, session, envelope):
@@ -215,7 +215,7 @@ def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_se
 def test_archive_web_versions_and_feed(project: Path, web_server, cli) -> None:
     import feedparser
 
-    from newsletter.journal import JournalStore, journal_path
+    from newsletter.delivery.journal import JournalStore, journal_path
 
     base = web_server()
     status, _, body = request(base, "GET", "/")
@@ -352,7 +352,7 @@ def test_suppression_commands(project: Path, cli) -> None:
 def test_a_reader_unsubscribes_in_a_real_browser_and_every_page_passes_axe(project: Path, web_server) -> None:
     """Headless Chromium opens the unsubscribe link of a real message, clicks the button, sees the confirmation;
     axe-core (WCAG 2 A/AA) finds nothing on any page, and nothing scrolls sideways at 375 px."""
-    from newsletter.toolchecks import AXE_TAGS, browser, node_modules
+    from newsletter.checks.toolchecks import AXE_TAGS, browser, node_modules
 
     modules = node_modules(project)
     axe = modules / "axe-core" / "axe.min.js" if modules else None
@@ -423,7 +423,7 @@ def test_reusing_the_unsubscribe_link_later_does_not_extend_the_undo(project: Pa
 
 
 def test_undo_tokens_expire_after_seven_days(project: Path) -> None:
-    from newsletter.tokens import UNDO_SECONDS, read_undo_token, undo_token
+    from newsletter.audience.tokens import UNDO_SECONDS, read_undo_token, undo_token
 
     keys = unsubscribe_keys(SITE_SECRET)
     token = undo_token(keys, LIST_ID, "a@example.org", now=1_000_000)

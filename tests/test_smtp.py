@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, free_port, parse_message, parts
 
-from newsletter.capture import CaptureHandler
+from newsletter.delivery.capture import CaptureHandler
 
 pytest.importorskip("aiosmtpd")
 
@@ -301,10 +301,10 @@ def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smt
     """Dot-stuffing (RFC 5321 4.5.2): a message that does have such lines is not cut short at a lone dot."""
     import asyncio
 
-    from newsletter.compose import ComposedMessage
-    from newsletter.config import require_smtp_settings
-    from newsletter.model import Recipient
-    from newsletter.smtp import SMTPTransport
+    from newsletter.base.config import require_smtp_settings
+    from newsletter.base.model import Recipient
+    from newsletter.delivery.smtp import SMTPTransport
+    from newsletter.edition.compose import ComposedMessage
 
     server = smtp_server()
     smtp_env(server.env("none"))

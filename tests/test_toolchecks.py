@@ -12,9 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_EDITION
 
-from newsletter.compose import MessageFactory
-from newsletter.pipeline import placeholder_recipient, preview_edition, render_checked
-from newsletter.toolchecks import (
+from newsletter.checks.toolchecks import (
     FAILED,
     PASSED,
     SKIPPED,
@@ -25,6 +23,8 @@ from newsletter.toolchecks import (
     spam_check,
     standards_check,
 )
+from newsletter.edition.compose import MessageFactory
+from newsletter.edition.pipeline import placeholder_recipient, preview_edition, render_checked
 
 
 def usable(check):
@@ -153,7 +153,7 @@ def test_a_crashed_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_a_hanging_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
-    import newsletter.toolchecks as toolchecks
+    import newsletter.checks.toolchecks as toolchecks
 
     fake = tmp_path / "bin" / "spamassassin"
     fake.parent.mkdir()
@@ -168,7 +168,7 @@ def test_a_hanging_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
 def test_the_checkers_are_found_outside_the_source_checkout(project: Path, tmp_path: Path, monkeypatch) -> None:
     """Installed with `newsletter install-checkers` into the per-user cache, they work from any folder; without
     them the skip names that command."""
-    import newsletter.toolchecks as toolchecks
+    import newsletter.checks.toolchecks as toolchecks
 
     modules = toolchecks.node_modules()
     assert modules is not None, "the checkers of this checkout (scripts/install-test-tools) are needed here"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.errors import ContentError
-from newsletter.writer import atomic_write, safe_join, write_files
+from newsletter.base.errors import ContentError
+from newsletter.base.writer import atomic_write, safe_join, write_files
 
 
 @pytest.mark.parametrize("name", ["../x.eml", "/etc/passwd", "a/../../x", "..", ".", "../out-evil/x.eml"])

@@ -1,0 +1,325 @@
+"""`newsletter bounces`: read the mailbox the bounce and unsubscribe addresses deliver to, and act on each report.
+
+Each message is sorted into one kind:
+- `bounce`: a delivery status notification (RFC 3464) whose action is `failed` with a 5.x.x status, or a
+  non-standard bounce flufl.bounce recognises as permanent: the recipient is suppressed, reason `bounce`;
+- `soft-bounce`: a 4.x.x failure: counted, and the address is suppressed once it failed so on
+  SOFT_BOUNCE_LIMIT different editions;
+- `complaint`: an abuse report (ARF, RFC 5965, `report-type=feedback-report`): suppressed at once;
+- `unsubscribe`: mail to the `unsubscribe_mailto` address carrying a valid unsubscribe token in its subject;
+- `auto-reply`: out-of-office and other automatic answers (RFC 3834 `Auto-Submitted`, the usual headers and
+  subjects): never a bounce;
+- `other`: anything else, left alone.
+
+Whom a report is about: the VERP tag of the return path it was sent to (`bounces+TAG@...`, naming the edition
+and the journal row, with a MAC), so a report that drops the original message still maps to its recipient; else
+the report's own Final-Recipient / Original-Rcpt-To, or the To of the original message it quotes.
+
+Each message is acted on once: Maildir messages are marked seen and moved to cur/, and the digest of each mbox
+message is remembered in the suppression store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mailbox
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
+from pathlib import Path
+from typing import Protocol
+
+from ..base.addresses import split_mailbox
+from ..base.config import IMAPSettings
+from ..base.errors import ConfigError, ContentError
+from ..base.model import Publication
+from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore, store_path
+from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys
+
+KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
+_AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
+_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
+
+
+@dataclass
+class Verdict:
+    kind: str
+    address: str = ""
+    edition: str = ""
+    detail: str = ""
+
+
+@dataclass
+class Summary:
+    counts: Counter = field(default_factory=Counter)
+    suppressed: int = 0
+    lines: list[str] = field(default_factory=list)  # one per message, for -v
+
+
+class SentMail(Protocol):
+    """What bounces needs to know of the mail that was sent (the send journals provide it)."""
+
+    def editions(self) -> list[str]: ...
+
+    def recipient(self, code: str, row_id: int) -> tuple[str, str] | None: ...
+
+
+class BounceReader:
+    """Turns reports into verdicts and verdicts into suppressions, for one publication's working folder."""
+
+    def __init__(self, root: Path, publication: Publication, sent: SentMail) -> None:
+        """`sent` says which editions went out and whom a VERP tag's journal row was sent to."""
+        self.root = root
+        self.publication = publication
+        self.keys = required_keys(publication.unsubscribe_secret, "bounces")
+        self.store = SuppressionStore(store_path(root))
+        self._sent = sent
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- whom a report is about ---------------------------------------------------------------------------
+
+    def _verp(self, message: Message) -> tuple[str, str] | None:
+        """(address, edition) from the VERP tag of the address the report was delivered to."""
+        local = self.publication.bounce_address.rpartition("@")[0].lower()
+        if not local:
+            return None
+        headers = [message.get(h, "") for h in ("Delivered-To", "X-Original-To", "Envelope-To", "To")]
+        for value in headers:
+            for tag in re.findall(rf"\b{re.escape(local)}\+([A-Za-z0-9-]+)@", str(value), re.I):
+                found = read_verp_tag(self.keys, self.publication.list_id, tag)
+                recipient = self._sent.recipient(*found) if found else None
+                if recipient:
+                    return recipient
+        return None
+
+    # --- sorting ------------------------------------------------------------------------------------------
+
+    def classify(self, message: EmailMessage) -> Verdict:
+        report = message.get_param("report-type", header="content-type") if message.is_multipart() else None
+        kind = message.get_content_type()
+        if kind == "multipart/report" and str(report).lower() == "feedback-report":
+            return self._complaint(message)
+        if kind == "multipart/report" and str(report).lower() == "delivery-status":
+            return self._dsn(message)
+        unsubscribe = self._mailto_unsubscribe(message)
+        if unsubscribe is not None:
+            return unsubscribe
+        if _is_auto_reply(message):
+            return Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80])
+        return self._nonstandard(message)
+
+    def _edition_of(self, message: EmailMessage) -> str:
+        """The edition a report quotes, by the label our Message-IDs carry (`<digest.EDITION@domain>`)."""
+        original = _quoted_original(message)
+        match = re.search(r"\.([A-Za-z0-9-]+)@", str(original.get("Message-ID", "")) if original else "")
+        if match is None:
+            return ""
+        return next((name for name in self._sent.editions() if message_label(name) == match[1]), "")
+
+    def _complaint(self, message: EmailMessage) -> Verdict:
+        verp = self._verp(message)
+        fields = _report_fields(message, "message/feedback-report")
+        original = _quoted_original(message)
+        address = verp[0] if verp else _address(fields.get("original-rcpt-to", "")) or _address(
+            str(original.get("To", "")) if original else "")  # fmt: skip
+        kind = fields.get("feedback-type", "abuse")
+        return Verdict(
+            "complaint" if address else "other",
+            address,
+            verp[1] if verp else self._edition_of(message),
+            f"{kind} report from {fields.get('reporting-mta', fields.get('user-agent', 'a provider'))}",
+        )
+
+    def _dsn(self, message: EmailMessage) -> Verdict:
+        verp = self._verp(message)
+        fields = _report_fields(message, "message/delivery-status")
+        action = fields.get("action", "").lower()
+        status = _STATUS.search(fields.get("status", ""))
+        diagnostic = fields.get("diagnostic-code", "") or fields.get("status", "")
+        address = verp[0] if verp else _address(fields.get("original-recipient", "")) or _address(
+            fields.get("final-recipient", ""))  # fmt: skip
+        edition = verp[1] if verp else self._edition_of(message)
+        if not address or action in ("delivered", "relayed", "expanded"):
+            return Verdict("other", address, edition, f"DSN action {action or '?'}")
+        if (status and status[1] == "4") or action == "delayed":
+            return Verdict("soft-bounce", address, edition, diagnostic)
+        return Verdict("bounce", address, edition, diagnostic)
+
+    def _mailto_unsubscribe(self, message: EmailMessage) -> Verdict | None:
+        mailto = self.publication.unsubscribe_mailto.lower()
+        if not mailto or mailto not in str(message.get("To", "")).lower():
+            return None
+        for token in re.findall(r"[A-Za-z0-9_-]{22,400}", str(message.get("Subject", ""))):
+            address = read_unsubscribe_token(self.keys, self.publication.list_id, token)
+            if address:
+                return Verdict("unsubscribe", address, detail="mailto: unsubscribe")
+        return Verdict("other", detail="mail to the unsubscribe address without a valid token")
+
+    def _nonstandard(self, message: EmailMessage) -> Verdict:
+        """Old MTAs and some providers send bounces in formats of their own: flufl.bounce knows many."""
+        from flufl.bounce import all_failures
+
+        try:
+            temporary, permanent = all_failures(message)  # (temporary, permanent), as flufl.bounce returns them
+        except Exception:
+            return Verdict("other")
+        verp = self._verp(message)
+        failed = sorted(a.decode("utf-8", "replace") for a in permanent) or sorted(
+            a.decode("utf-8", "replace") for a in temporary)  # fmt: skip
+        if not failed and not verp:
+            return Verdict("other", detail=str(message.get("Subject", ""))[:80])
+        if not failed:  # sent to a VERP address, but not recognisably a bounce
+            return Verdict("other", verp[0], verp[1], "mail to a return path that is not a bounce")
+        address = verp[0] if verp else failed[0]
+        return Verdict(
+            "bounce" if permanent else "soft-bounce",
+            address,
+            verp[1] if verp else "",
+            f"non-standard bounce ({str(message.get('Subject', ''))[:60]})",
+        )
+
+    # --- acting ---------------------------------------------------------------------------------------------
+
+    def act(self, verdict: Verdict) -> bool:
+        """Record what a verdict means; True when it suppressed an address."""
+        if verdict.kind in ("bounce", "complaint", "unsubscribe"):
+            return self.store.add(verdict.address, verdict.kind, f"{verdict.kind} report", verdict.detail,
+                                  verdict.edition)  # fmt: skip
+        failing = verdict.kind == "soft-bounce" and self.store.soft_bounce(verdict.address, verdict.edition or "?")
+        if failing and failing >= SOFT_BOUNCE_LIMIT:
+            return self.store.add(verdict.address, "bounce", "temporary failures",
+                                  f"{SOFT_BOUNCE_LIMIT} temporary failures: {verdict.detail}")  # fmt: skip
+        return False
+
+
+def read_maildir(folder: Path, reader: BounceReader, summary: Summary) -> None:
+    """Every message not yet seen; each is then flagged seen and moved to cur/."""
+    if not (folder / "new").is_dir() or not (folder / "cur").is_dir():
+        raise ContentError("not a Maildir (no new/ and cur/ folders)", folder)
+    box = mailbox.Maildir(folder, factory=None, create=False)
+    for key in list(box.keys()):
+        entry = box[key]
+        if "S" in entry.get_flags():
+            continue
+        _handle(box.get_bytes(key), reader, summary)
+        entry.set_subdir("cur")
+        entry.add_flag("S")
+        box[key] = entry
+
+
+def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) -> None:
+    """Every unseen message of the folder over IMAPS (certificate and host name verified); each is then
+    flagged \\Seen, so the next run skips it."""
+    import imaplib
+    import ssl
+
+    where = f"{settings.host}:{settings.port}"
+    context = ssl.create_default_context(cafile=settings.ca_file or None)
+    try:
+        imap = imaplib.IMAP4_SSL(settings.host, settings.port, ssl_context=context, timeout=settings.timeout)
+    except ssl.SSLCertVerificationError as error:
+        raise ConfigError(f"cannot connect to IMAP {where}: TLS certificate not trusted ({error.verify_message}); "
+                          "set IMAP_CA_FILE to the CA that signed it") from None  # fmt: skip
+    except (TimeoutError, OSError) as error:
+        raise ConfigError(f"cannot connect to IMAP {where}: {error.strerror or error}") from None
+    try:
+        try:
+            imap.login(settings.username, settings.password)
+        except imaplib.IMAP4.error:
+            raise ConfigError(f"IMAP login failed for user {settings.username} at {where}") from None
+        status, _ = imap.select(_quoted(settings.folder))
+        if status != "OK":
+            raise ConfigError(f"IMAP folder {settings.folder!r} not found at {where} (IMAP_FOLDER)")
+        _, found = imap.uid("SEARCH", None, "UNSEEN")
+        for uid in found[0].split() if found and found[0] else []:
+            _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            data = next((part[1] for part in parts if isinstance(part, tuple)), None)
+            if data is None:
+                continue
+            _handle(data, reader, summary)
+            imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+    except imaplib.IMAP4.error as error:
+        raise ConfigError(f"IMAP {where}: {error}") from None
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            imap.logout()
+
+
+def _quoted(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def read_mbox(path: Path, reader: BounceReader, summary: Summary) -> None:
+    """Every message whose digest the store has not seen."""
+    if not path.is_file():
+        raise ContentError("no such mbox file", path)
+    box = mailbox.mbox(path, create=False)
+    try:
+        for key in box.iterkeys():
+            data = box.get_bytes(key)
+            if reader.store.first_time(hashlib.sha256(data).hexdigest()):
+                _handle(data, reader, summary)
+    finally:
+        box.close()
+
+
+def _handle(data: bytes, reader: BounceReader, summary: Summary) -> None:
+    message = message_from_bytes(data, policy=policy.default)
+    verdict = reader.classify(message)
+    summary.counts[verdict.kind] += 1
+    suppressed = reader.act(verdict)
+    summary.suppressed += suppressed
+    who = verdict.address or "-"
+    detail = f": {verdict.detail}" if verdict.detail else ""
+    summary.lines.append(f"{verdict.kind}: {who}{' (suppressed)' if suppressed else ''}{detail} "
+                         f"[{message.get('Message-ID', '')}]")  # fmt: skip
+
+
+def _is_auto_reply(message: Message) -> bool:
+    auto = str(message.get("Auto-Submitted", "no")).lower()
+    return (auto not in ("", "no") or any(h in message for h in ("X-Autoreply", "X-Autorespond", "X-Vacation"))
+            or bool(_AUTO_SUBJECT.match(str(message.get("Subject", "")))))  # fmt: skip
+
+
+def _report_fields(message: EmailMessage, content_type: str) -> dict[str, str]:
+    """The header-like fields of a report part (message/delivery-status, message/feedback-report), lower-cased
+    names; for a DSN, the first recipient's block wins over the per-message block for shared names."""
+    for part in message.walk():
+        if part.get_content_type() != content_type:
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list):  # the email package parses delivery-status into header blocks
+            text = "\n".join(str(block) for block in payload)
+        else:
+            text = part.get_payload(decode=True).decode("utf-8", "replace") if part.get_payload() else ""
+        fields: dict[str, str] = {}
+        for line in re.sub(r"\r?\n[ \t]+", " ", text).splitlines():
+            name, colon, value = line.partition(":")
+            if colon and name.strip():
+                fields[name.strip().lower()] = value.strip()
+        return fields
+    return {}
+
+
+def _quoted_original(message: EmailMessage) -> Message | None:
+    for part in message.walk():
+        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload:
+                return payload[0]
+            return message_from_bytes(part.get_payload(decode=True) or b"", policy=policy.default)
+    return None
+
+
+def _address(field_value: str) -> str:
+    """The address of `rfc822; a@b.org`, `<a@b.org>` or `Name <a@b.org>`, or ''."""
+    value = field_value.split(";", 1)[-1].strip()
+    match = re.search(r"<([^<>\s]+@[^<>\s]+)>", value)
+    candidate = match[1] if match else value
+    _, address, problem = split_mailbox(candidate)
+    return "" if problem else address

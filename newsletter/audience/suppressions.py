@@ -1,0 +1,232 @@
+"""The suppression store: every address that must never be mailed again, why, from where, and since when.
+
+One SQLite file, `.newsletter/suppressions.sqlite`, shared by everything that writes to it at the same time: the
+`serve` process answering hundreds of one-click unsubscribes, a running `send` that reads it every few seconds,
+`bounces`, and the CLI. SQLite serialises the writers (WAL, a busy timeout), every change is one committed
+transaction (`synchronous=FULL`), so a `kill -9` at any moment leaves either the whole entry or none of it. The
+file holds subscriber addresses: it is created owner-only (0600) in a 0700 folder.
+
+An address is stored once, under its mailbox key (lower case, IDNA domain); adding it again changes nothing, so
+a repeated one-click POST is harmless. The publication's plain `suppression_file` is still read beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..base.addresses import mailbox_key, split_mailbox
+from ..base.database import open_private, sqlite_errors
+from ..base.errors import ContentError, JournalError
+
+STORE_PATH = Path(".newsletter") / "suppressions.sqlite"
+REASONS = ("unsubscribe", "bounce", "complaint", "manual")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    key TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    edition TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS soft_bounces (key TEXT NOT NULL, edition TEXT NOT NULL, at REAL NOT NULL,
+                                         PRIMARY KEY (key, edition));
+CREATE TABLE IF NOT EXISTS processed (digest TEXT PRIMARY KEY, at REAL NOT NULL);
+"""
+SOFT_BOUNCE_LIMIT = 3  # temporary failures on this many different editions make a bounce
+
+
+@dataclass(frozen=True)
+class Suppression:
+    address: str
+    reason: str
+    source: str
+    at: float
+    detail: str = ""
+    edition: str = ""
+
+
+def store_path(root: Path) -> Path:
+    return root / STORE_PATH
+
+
+class StoreBusy(JournalError):
+    """Another process holds the store's write lock; only a store opened with `wait=0` says so (try again)."""
+
+
+class SuppressionStore:
+    """The store, opened for reading and writing; cheap to open, safe to open from many processes at once.
+
+    `wait` is how long a write waits for another process's transaction. A command waits (30 s); `serve` waits
+    not at all and is told `StoreBusy` instead, since SQLite's wait would stop its event loop and every other
+    request with it."""
+
+    def __init__(self, path: Path, wait: float = 30) -> None:
+        self.path = path
+        with self._errors():
+            self._db = open_private(path, timeout=30)
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SuppressionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return sqlite_errors(self.path, "cannot use the suppression store")
+
+    def add(self, address: str, reason: str, source: str, detail: str = "", edition: str = "") -> bool:
+        """Suppress `address`; True when it was not suppressed before (a repeat changes nothing)."""
+        if reason not in REASONS:
+            raise ContentError(f"unknown reason {reason!r} (one of {', '.join(REASONS)})")
+        _, email, problem = split_mailbox(address)
+        if problem:
+            raise ContentError(problem)
+        with self._errors():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO suppressions (key, address, reason, source, detail, at, edition) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (mailbox_key(email), email, reason, source, " ".join(detail.split())[:500], time.time(), edition),
+            )
+        return cursor.rowcount == 1
+
+    def add_many(self, entries: list[tuple[str, str, str]]) -> int:
+        """Suppress many (address, reason, source) in one transaction; returns how many were new."""
+        rows = []
+        for address, reason, source in entries:
+            _, email, problem = split_mailbox(address)
+            if problem or reason not in REASONS:
+                raise ContentError(problem or f"unknown reason {reason!r}")
+            rows.append((mailbox_key(email), email, reason, source, "", time.time(), ""))
+        with self._errors():
+            self._begin()
+            try:
+                before = self._db.total_changes
+                self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                added = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if _busy(error):
+                raise StoreBusy("the suppression store is busy (another process is writing)", self.path) from None
+            raise
+
+    def suppressed(self, address: str) -> Suppression | None:
+        """The suppression of one address, or None."""
+        with self._errors():
+            row = self._db.execute(
+                "SELECT address, reason, source, at, detail, edition FROM suppressions WHERE key = ?",
+                (mailbox_key(address),),
+            ).fetchone()
+        return Suppression(*row) if row else None
+
+    def remove(self, address: str, reasons: tuple[str, ...] = REASONS) -> bool:
+        """Lift a suppression (only one of `reasons`); True when there was one."""
+        marks = ",".join("?" * len(reasons))
+        with self._errors():
+            self._begin()
+            try:
+                cursor = self._db.execute(
+                    f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})",
+                    (mailbox_key(address), *reasons),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cursor.rowcount == 1
+
+    def keys(self) -> frozenset[str]:
+        """Every suppressed mailbox key: what a send and an export skip."""
+        with self._errors():
+            return frozenset(key for (key,) in self._db.execute("SELECT key FROM suppressions"))
+
+    def entries(self) -> list[Suppression]:
+        with self._errors():
+            rows = self._db.execute(
+                "SELECT address, reason, source, at, detail, edition FROM suppressions ORDER BY at, key"
+            )
+            return [Suppression(*row) for row in rows]
+
+    def soft_bounce(self, address: str, edition: str) -> int:
+        """Count a temporary failure; returns on how many different editions the address has failed so."""
+        key = mailbox_key(address)
+        with self._errors():
+            self._db.execute("INSERT OR IGNORE INTO soft_bounces VALUES (?, ?, ?)", (key, edition, time.time()))
+            return self._db.execute("SELECT count(*) FROM soft_bounces WHERE key = ?", (key,)).fetchone()[0]
+
+    def first_time(self, digest: str) -> bool:
+        """True the first time a report with this digest is seen (an mbox cannot be marked as read)."""
+        with self._errors():
+            cursor = self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
+        return cursor.rowcount == 1
+
+    def counts_for(self, edition: str) -> dict[str, int]:
+        """Suppressions a report about this edition caused, by reason."""
+        with self._errors():
+            return dict(
+                self._db.execute(
+                    "SELECT reason, count(*) FROM suppressions WHERE edition = ? GROUP BY reason", (edition,)
+                )
+            )
+
+
+def stored_keys(root: Path) -> frozenset[str]:
+    """The store's keys, without creating a store where there is none."""
+    path = store_path(root)
+    if not path.is_file():
+        return frozenset()
+    with SuppressionStore(path) as store:
+        return store.keys()
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def list_suppressions(root: Path) -> list[Suppression]:
+    """Every suppression, oldest first; listing creates no store where there is none."""
+    path = store_path(root)
+    if not path.is_file():
+        return []
+    with SuppressionStore(path) as store:
+        return store.entries()
+
+
+COMPLAINT_LIMIT = 0.001  # Gmail asks bulk senders to stay under 0.1% and never reach 0.3%
+
+
+def edition_reports(root: Path, edition: str) -> dict[str, int]:
+    """What `bounces` recorded about an edition's messages, by reason (nothing when there is no store)."""
+    path = store_path(root)
+    if not path.is_file():
+        return {}
+    with SuppressionStore(path) as store:
+        return store.counts_for(edition)
+
+
+def complaint_warning(complaints: int, sent: int) -> str:
+    """A warning when complaints exceed 0.1% of the messages sent, else ''."""
+    if not sent or complaints / sent <= COMPLAINT_LIMIT:
+        return ""
+    return (
+        f"{complaints} complaint(s) for {sent} message(s) sent ({complaints / sent:.2%}): Gmail asks bulk "
+        "senders to stay under 0.1% and never reach 0.3%; check who is on the list and how they joined"
+    )

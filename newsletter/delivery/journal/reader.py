@@ -1,0 +1,139 @@
+"""Reading a send journal: what `status` shows, and what a resumed send checks first. Never writes.
+
+Opened read-only, so it is safe beside a running send (SQLite WAL lets readers see every committed state).
+Any SQLite error, a corrupt file or some other program's database included, becomes one `JournalError` line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+
+from ...audience.tokens import edition_code
+from ...base.database import sqlite_errors as database_errors
+from ...base.errors import ContentError
+from .states import State
+
+JOURNAL_DIR = Path(".newsletter") / "journal"
+
+
+def journal_path(root: Path, edition_name: str) -> Path:
+    return root / JOURNAL_DIR / f"{edition_name}.sqlite"
+
+
+def sqlite_errors(path: Path, action: str) -> contextlib.AbstractContextManager[None]:
+    """SQLite's exceptions as one line naming the journal file."""
+    return database_errors(path, f"cannot {action} the send journal", " (is it a newsletter send journal?)")
+
+
+class JournalReader:
+    """One edition's journal, read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with sqlite_errors(path, "read"):
+            self._db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30)
+            self._check_tables()
+
+    def _check_tables(self) -> None:
+        """Fail now, not halfway, on a file that is not one of our journals."""
+        self._db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
+        self._db.execute("SELECT id, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
+        self._db.execute("SELECT at FROM slots LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> JournalReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def meta(self) -> dict[str, str]:
+        with sqlite_errors(self.path, "read"):
+            return dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def counts(self) -> dict[str, int]:
+        """Recipients per state, every state named (0 where none)."""
+        counts = dict.fromkeys([str(state) for state in State], 0)
+        with sqlite_errors(self.path, "read"):
+            counts.update(self._db.execute("SELECT state, count(*) FROM recipients GROUP BY state"))
+        return counts
+
+    def pending_emails(self) -> list[str]:
+        """The addresses not yet sent to, for the plan's count of those now suppressed."""
+        with sqlite_errors(self.path, "read"):
+            rows = self._db.execute("SELECT email FROM recipients WHERE state = ?", (State.PENDING,))
+            return [email for (email,) in rows]
+
+    def email_of(self, row_id: int) -> str | None:
+        """The address of a journal row (what a VERP tag names)."""
+        with sqlite_errors(self.path, "read"):
+            row = self._db.execute("SELECT email FROM recipients WHERE id = ?", (row_id,)).fetchone()
+        return row[0] if row else None
+
+    def problems(self) -> list[tuple[str, str, int, str, str]]:
+        """(email, state, attempts, reply, message_id) of every failed and in-doubt recipient."""
+        with sqlite_errors(self.path, "read"):
+            return list(
+                self._db.execute(
+                    "SELECT email, state, attempts, reply, message_id FROM recipients "
+                    "WHERE state IN (?, ?) ORDER BY id",
+                    (State.FAILED, State.IN_DOUBT),
+                )
+            )
+
+    def check_same_send(self, edition_print: str, recipients_print: str, recipients_file: Path) -> bool:
+        """True when this journal already holds a send, which must be of the same edition and recipients."""
+        meta = self.meta()
+        if not meta:
+            return False
+        fresh = f"to start a fresh send, move {self.path} away (check `newsletter status` first)"
+        if meta.get("recipients") != recipients_print:
+            raise ContentError(
+                f"this send was started with a different recipients list ({meta.get('recipients_file')}); "
+                f"run it again with that file to resume, or {fresh}",
+                recipients_file,
+            )
+        if meta.get("edition") != edition_print:
+            raise ContentError(
+                "the edition changed after this send started (its text, subject, sender, unsubscribe link or "
+                f"unsubscribe secret): recipients would get different messages; restore it to resume, or {fresh}",
+                self.path,
+            )
+        return True
+
+
+def sent_editions(root: Path) -> list[Path]:
+    """The journal of every edition that was sent (or is being sent), by name."""
+    return sorted((root / JOURNAL_DIR).glob("*.sqlite"))
+
+
+class SentJournals:
+    """The editions sent so far and whom each journal row went to: what `bounces` asks of the send journals
+    (through this, rather than opening them itself: they belong to delivery, a floor above it)."""
+
+    def __init__(self, root: Path, list_id: str) -> None:
+        self._journals = {edition_code(list_id, path.stem): path for path in sent_editions(root)}
+
+    def editions(self) -> list[str]:
+        return [path.stem for path in self._journals.values()]
+
+    def recipient(self, code: str, row_id: int) -> tuple[str, str] | None:
+        """(address, edition) of a VERP tag's journal row, or None."""
+        path = self._journals.get(code)
+        if path is None:
+            return None
+        with JournalReader(path) as reader:
+            address = reader.email_of(row_id)
+        return (address, path.stem) if address else None
+
+
+def open_existing(root: Path, edition_name: str) -> JournalReader:
+    """The journal of an edition for `status`; a missing one is a clear error rather than an empty new file."""
+    path = journal_path(root, edition_name)
+    if not path.is_file():
+        raise ContentError("no send journal: this edition has not been sent yet", path)
+    return JournalReader(path)

@@ -1,0 +1,81 @@
+"""The edition pipeline end to end: load -> render -> inline -> verify, then compose for one recipient or a list.
+
+Each raises a `NewsletterError` on bad input; nothing here writes a file (`publish` and `export` do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..audience.recipients import RecipientList, load_recipients, suppressed_addresses
+from ..base.addresses import parse_mailbox
+from ..base.config import load_publication
+from ..base.errors import CheckFailed
+from ..base.model import Publication, Recipient, RenderedEdition
+from .compose import ComposedMessage, MessageFactory
+from .inline import inline_css
+from .load import load_edition
+from .render import render_edition
+from .verify import check_rendered
+
+
+def render_checked(
+    edition: str | Path,
+    root: Path | None = None,
+    extra_fields: tuple[str, ...] = (),
+    publication: Publication | None = None,
+) -> RenderedEdition:
+    """Load, render and inline an edition, then run every check; raises CheckFailed listing all problems."""
+    root = root or Path.cwd()
+    publication = publication or load_publication(root)
+    loaded = load_edition(edition, root)
+    rendered = render_edition(loaded, publication, root, extra_fields)
+    inlined = replace(rendered, html=inline_css(rendered.html))
+    problems = check_rendered(inlined)
+    if problems:
+        raise CheckFailed(problems, loaded.folder)
+    return inlined
+
+
+def placeholder_recipient(publication: Publication) -> Recipient:
+    """The placeholder recipient that `build` addresses its .eml to (`test_recipient` in newsletter.toml)."""
+    address = parse_mailbox(
+        publication.test_recipient, "[publication] test_recipient", str(publication.source or "newsletter.toml")
+    )
+    return Recipient(email=address.addr_spec, name=address.display_name)
+
+
+@dataclass(frozen=True)
+class EditionPreview:
+    """The edition as the test recipient gets it: both parts decoded, and the whole message."""
+
+    rendered: RenderedEdition
+    text: str
+    html: str
+    message: ComposedMessage
+
+
+def preview_edition(edition: str | Path, root: Path | None = None) -> EditionPreview:
+    """Render, check and compose the edition for the placeholder test recipient."""
+    rendered = render_checked(edition, root)
+    factory = MessageFactory(rendered)
+    recipient = placeholder_recipient(rendered.publication)
+    text, html = factory.personalise(recipient)
+    return EditionPreview(rendered, text, html, factory.compose(recipient))
+
+
+def prepare_for_recipients(
+    edition: str | Path, recipients_csv: Path, root: Path | None = None, apply_suppression: bool = True
+) -> tuple[MessageFactory, RecipientList]:
+    """Read the recipients, then render the edition once with their CSV columns available to templates.
+
+    `send` passes apply_suppression=False and applies the list itself at every run, so an unsubscribe that
+    arrives mid-send is honoured without making the recipients list look changed.
+    """
+    root = root or Path.cwd()
+    publication = load_publication(root)
+    suppressed = suppressed_addresses(publication, root) if apply_suppression else frozenset()
+    recipients = load_recipients(recipients_csv, suppressed)
+    rendered = render_checked(edition, root, recipients.columns, publication)
+    return MessageFactory(rendered), recipients
