@@ -180,9 +180,11 @@ def test_non_ascii_subject_and_names_arrive_intact(project: Path, cli, smtp_serv
     smtp_env(server.env("none", NEWSLETTER_FROM="Clínica Ñandú — Zürich <news@example.org>"))
     result = cli("send-test", "spring-clinic", "--to", "renée@exämple.org")
     assert result.code == 1 and "invalid address" in result.err  # non-ASCII local parts need SMTPUTF8: refused
-    result = cli("send-test", "spring-clinic", "--to", "Zoë Lüdenscheidt 😀 <rene@exämple.org>")
+    result = cli("send-test", "spring-clinic", "--to", "Zoë Lüdenscheidt 😀 <rene@exämple.org>", "--to",
+                 "jo@straße.de")  # fmt: skip
     assert result.code == 0, result.err
-    (received,) = server.handler.received
+    received, strasse = server.handler.received
+    assert strasse.rcpt_tos == ("jo@xn--strae-oqa.de",), "IDNA 2008: not strasse.de, someone else's domain"
     assert received.rcpt_tos == ("rene@xn--exmple-cua.org",)
     message = parse_message(received.data)
     assert message["Subject"] == "[TEST] Spring at the clinic — new hours, stretches & a café 🌷"

@@ -25,6 +25,7 @@ import re
 import socket
 import ssl
 
+from ..base.addresses import ascii_address
 from ..base.config import SMTPSettings
 from ..base.errors import (
     AuthenticationFailed,
@@ -53,14 +54,6 @@ def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
     return context
 
 
-def envelope_address(email: str) -> str:
-    """The address as SMTP carries it without SMTPUTF8: an internationalised domain in its IDNA form."""
-    if email.isascii():  # the common case; addresses were validated when the list was loaded
-        return email
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{domain.encode('idna').decode('ascii')}"
-
-
 def secret_forms(settings: SMTPSettings) -> list[str]:
     """The password as it could appear on the wire: plain, and base64 as AUTH PLAIN and LOGIN send it."""
     if not settings.password:
@@ -79,7 +72,7 @@ class SMTPTransport(Transport):
 
     def __init__(self, settings: SMTPSettings, sender: str, verbose: bool = False) -> None:
         self.settings = settings
-        self.sender = envelope_address(sender)
+        self.sender = ascii_address(sender)
         self.verbose = verbose
         self.where = f"{settings.host}:{settings.port}"
         self.extensions: dict[str, str] = {}
@@ -169,12 +162,12 @@ class SMTPTransport(Transport):
         if self._writer is None:
             raise ConnectionFailed(f"cannot send via {self.where}: not connected")
         email = message.recipient.email
-        recipient = envelope_address(email)
+        recipient = ascii_address(email)
         data = message.data if message.dot_safe else _dot_stuffed(message.data)
         went_out = False
         try:
             async with asyncio.timeout(self.settings.timeout):
-                await self._envelope(recipient, envelope_address(message.envelope_from) or self.sender)
+                await self._envelope(recipient, ascii_address(message.envelope_from) or self.sender)
                 went_out = True  # from here on a lost connection leaves it unknown whether the server kept it
                 self._writer.write(data + b".\r\n")
                 if self.verbose:
