@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from newsletter.base.model import Recipient
+from newsletter.base.workspace import open_workspace
 from newsletter.delivery.export import export_edition
 from newsletter.edition.compose import MessageFactory
 from newsletter.edition.pipeline import render_checked
@@ -64,17 +65,17 @@ def main() -> None:
             writer.writerow(["email", "name"])
             writer.writerows([f"reader{i}@example.org", f"Reader Nº{i}"] for i in range(count))
 
-        build = timed(lambda: build_edition(EDITION, work / "build", root=work), repeat=5)
+        build = timed(lambda: build_edition(EDITION, open_workspace(work), work / "build"), repeat=5)
         print(f"build sample edition (load, render, inline, check, write 4 files): {build * 1000:.1f} ms (median of 5)")
 
-        export = timed(lambda: export_edition(EDITION, recipients_csv, work / "export", root=work))
+        export = timed(lambda: export_edition(EDITION, recipients_csv, work / "export", open_workspace(work)))
         files = len(list((work / "export").glob("*.eml")))
         print(
             f"export {files:,} personalised recipients: {export:.2f} s total, "
             f"{export / files * 1000:.3f} ms per recipient (file write included; target < 1 ms)"
         )
 
-        factory = MessageFactory(render_checked(EDITION, work))
+        factory = MessageFactory(render_checked(EDITION, open_workspace(work)))
         sample = [Recipient(f"reader{i}@example.org", f"Reader Nº{i}") for i in range(1000)]
         fast = timed(lambda: [factory.compose(r) for r in sample]) / len(sample)
         naive = timed(lambda: [naive_message(factory, r) for r in sample]) / len(sample)

@@ -47,6 +47,7 @@ def main() -> None:
 def measure(work: Path, port: int, count: int) -> None:
     from newsletter.base.dkim import DKIMSigner, generate_key, load_key
     from newsletter.base.model import Recipient
+    from newsletter.base.workspace import open_workspace
     from newsletter.edition.compose import MessageFactory
     from newsletter.edition.pipeline import render_checked
 
@@ -56,7 +57,7 @@ def measure(work: Path, port: int, count: int) -> None:
         with (work / "list.csv").open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows([["email", "name"]] + [[f"r{i}@example.org", f"R {i}"] for i in range(count)])
         keys = {kind: generate_key(kind, f"s{kind}", "example.org", work / "keys")[0] for kind in ("rsa", "ed25519")}
-        factory = MessageFactory(render_checked(EDITION, work))
+        factory = MessageFactory(render_checked(EDITION, open_workspace(work)))
         message = factory.compose(Recipient("reader@example.org", "Reader")).data
         print(f"signing one message of {len(message):,} bytes (median of 2,000):")
         for kind, path in keys.items():

@@ -83,10 +83,11 @@ class Project:
         shutil.copytree(REPO / "issues", self.folder / "issues")
         shutil.copy(REPO / "newsletter.toml", self.folder / "newsletter.toml")
         sys.path.insert(0, str(REPO))
+        from newsletter.base.workspace import open_workspace
         from newsletter.edition.compose import MessageFactory
         from newsletter.edition.pipeline import render_checked
 
-        self.factory = MessageFactory(render_checked(EDITION, self.folder))
+        self.factory = MessageFactory(render_checked(EDITION, open_workspace(self.folder)))
 
     def recipients(self, count: int) -> list[bytes]:
         """Write list.csv with `count` recipients; returns their messages as the references send them."""
@@ -140,6 +141,7 @@ def compare(title: str, rounds: int, sink: list[str], port: int, project: Projec
 
 def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_connection: int = 150) -> None:
     """One of C connections stuck after its first message: the rate of the others during the hang."""
+    from newsletter.base.workspace import open_workspace
     from newsletter.delivery.send import Send, SendOptions
 
     count = connections * per_connection
@@ -154,7 +156,12 @@ def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_c
             with running(relay_sink(port, mean, stuck), port):
                 shutil.rmtree(project.folder / ".newsletter", ignore_errors=True)
                 os.environ.update(project.env(port, timeout=10))
-                send = Send(EDITION, project.folder / "list.csv", project.folder, SendOptions(connections=connections))
+                send = Send(
+                    EDITION,
+                    project.folder / "list.csv",
+                    open_workspace(project.folder),
+                    SendOptions(connections=connections),
+                )
                 marks: list[float] = []
                 start = time.perf_counter()
 
@@ -170,6 +177,7 @@ def hang(rounds: int, mean: float, project: Project, connections: int = 8, per_c
 
 def profile(project: Project, count: int = 10_000) -> None:
     """One loopback send in-process under cProfile (one process, one thread plus the commit thread)."""
+    from newsletter.base.workspace import open_workspace
     from newsletter.delivery.send import Send, SendOptions
 
     project.recipients(count)
@@ -177,7 +185,7 @@ def profile(project: Project, count: int = 10_000) -> None:
     with running(smtp_sink(port), port):
         shutil.rmtree(project.folder / ".newsletter", ignore_errors=True)
         os.environ.update(project.env(port))
-        send = Send(EDITION, project.folder / "list.csv", project.folder, SendOptions(connections=4))
+        send = Send(EDITION, project.folder / "list.csv", open_workspace(project.folder), SendOptions(connections=4))
         profiler = cProfile.Profile()
         start = time.perf_counter()
         report = profiler.runcall(send.run)

@@ -21,8 +21,8 @@ _PUBLIC = {
     "load_publication": "base.config",
     # delivery
     "send_test": "delivery.sendtest", "Send": "delivery.send", "SendOptions": "delivery.send",
-    "SendReport": "delivery.send", "Transport": "delivery.transport", "FileTransport": "delivery.transport",
-    "MemoryTransport": "delivery.transport", "SMTPTransport": "delivery.smtp",
+    "SendReport": "delivery.send", "Transport": "delivery.transport", "FileTransport": "delivery.files",
+    "MemoryTransport": "delivery.memory", "SMTPTransport": "delivery.smtp",
     # data and errors
     "Edition": "base.model", "Article": "base.model", "Publication": "base.model", "Recipient": "base.model",
     "NewsletterError": "base.errors", "ContentError": "base.errors", "ConfigError": "base.errors",

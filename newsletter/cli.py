@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .audience.suppressions import complaint_warning, edition_reports
-from .base.config import find_root, load_publication
+from .audience.suppressions import complaint_warning, edition_reports, store_path
+from .base.config import find_root, load_environment, load_publication
 from .base.errors import CheckFailed, ConfigError, DataError, NewsletterError, SetupFailed, TemporaryFailure
+from .base.workspace import Workspace, open_workspace
 from .base.writer import csv_text
 from .delivery.export import export_edition
 from .edition.pipeline import preview_edition
@@ -45,8 +46,13 @@ EXIT_STATUSES = f"""exit status:
 
 
 def _root() -> Path:
-    """The workspace of this command: newsletter.toml in the working folder or the nearest parent."""
+    """The folder of this command's newsletter: newsletter.toml in the working folder or the nearest parent."""
     return find_root(Path.cwd())
+
+
+def _workspace() -> Workspace:
+    """This command's newsletter, its settings read once, here."""
+    return open_workspace(_root())
 
 
 def _edition(text: str) -> str:
@@ -97,7 +103,7 @@ def _ask(question: str, default: str) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    result = build_edition(_edition(args.edition), args.out, _root())
+    result = build_edition(_edition(args.edition), _workspace(), args.out)
     for path in result.files:
         print(f"wrote {_shown(path)}")
     print(
@@ -108,7 +114,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    preview, results = check_edition(_edition(args.edition), _root(), tools=not args.quick)
+    preview, results = check_edition(_edition(args.edition), _workspace(), tools=not args.quick)
     folder = _shown(preview.rendered.edition.folder)
     print(f"{folder}: built-in checks passed ({len(preview.rendered.edition.articles)} article(s))")
     for result in results:
@@ -122,7 +128,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from .checks.toolchecks import screenshots
 
-    preview = preview_edition(_edition(args.edition), _root())
+    preview = preview_edition(_edition(args.edition), _workspace())
     for path in screenshots(preview.html, args.out):
         print(f"wrote {_shown(path)}")
     return 0
@@ -131,7 +137,8 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from .checks.preview import PreviewServer
 
-    server = PreviewServer(_edition(args.edition), _root(), args.port, tools=not args.quick)
+    root = _root()
+    server = PreviewServer(_edition(args.edition), lambda: open_workspace(root), args.port, tools=not args.quick)
     print(f"reviewing {args.edition} at {server.url} (rebuilds on every change; Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
@@ -143,7 +150,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    result = export_edition(_edition(args.edition), args.recipients, args.out, _root())
+    result = export_edition(_edition(args.edition), args.recipients, args.out, _workspace())
     for problem in result.problems:
         print(f"newsletter: {problem}", file=sys.stderr)
     for warning in result.warnings:
@@ -155,9 +162,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from .edition.importer import import_article
 
-    root = _root()
     into = _edition(args.into) if args.into else None
-    imported = import_article(args.file, load_publication(root), into, root)
+    imported = import_article(args.file, _workspace(), into)
     print(f"imported {args.file} -> {_shown(imported.path)}")
     for warning in imported.warnings:
         print(f"newsletter: warning: {warning}", file=sys.stderr)
@@ -167,7 +173,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_send_test(args: argparse.Namespace) -> int:
     from .delivery.sendtest import send_test
 
-    results = send_test(_edition(args.edition), args.to, _root(), verbose=args.verbose)
+    results = send_test(_edition(args.edition), args.to, _workspace(), verbose=args.verbose)
     for result in results:
         if result.error:
             print(f"newsletter: not sent to {result.address}: {result.error}", file=sys.stderr)
@@ -184,13 +190,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         max_consecutive_failures=args.max_consecutive_failures, retry_delay=args.retry_delay, limit=args.limit,
         give_up_after=args.give_up_after, verbose=args.verbose,
     )  # fmt: skip
-    root = _root()
-    send = Send(_edition(args.edition), args.recipients, root, options=options)
+    workspace = _workspace()
+    send = Send(_edition(args.edition), args.recipients, workspace, options=options)
     try:
         for problem in send.problems:
             print(f"newsletter: {problem}", file=sys.stderr)
         plan = send.plan()
-        for warning in _complaint_warnings(root):
+        for warning in _complaint_warnings(workspace):
             print(f"newsletter: warning: {warning}", file=sys.stderr)
         counted = (f"{plan.to_send} to send, {plan.suppressed} suppressed, {plan.sent} already sent"
                    + (f", {plan.failed} failed" if plan.failed else "")
@@ -231,13 +237,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     return _send_exit(done.failed, done.in_doubt)
 
 
-def _complaint_warnings(root: Path) -> list[str]:
+def _complaint_warnings(workspace: Workspace) -> list[str]:
     """Editions sent before whose complaint rate is over Gmail's 0.1%, for the next send's plan."""
     from .delivery.journal import JournalReader, sent_editions
 
     warnings = []
-    for path in sent_editions(root):
-        complaints = edition_reports(root, path.stem).get("complaint", 0)
+    for path in sent_editions(workspace.root):
+        complaints = edition_reports(workspace.suppressions, path.stem).get("complaint", 0)
         if complaints:
             with contextlib.suppress(NewsletterError), JournalReader(path) as journal:
                 warning = complaint_warning(complaints, journal.counts()["sent"])
@@ -319,7 +325,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write(csv_text([["email", "state", "attempts", "reply", "message_id"], *problems]))
         return 0
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
-    reports = edition_reports(root, edition)
+    reports = edition_reports(store_path(root), edition)
     print(f"bounced {reports.get('bounce', 0)}, complained {reports.get('complaint', 0)}, "
           f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`)")  # fmt: skip
     warning = complaint_warning(reports.get("complaint", 0), counts["sent"])
@@ -332,13 +338,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_bounces(args: argparse.Namespace) -> int:
     from .audience.bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
-    from .base.config import require_imap_settings
     from .delivery.journal import SentJournals
 
-    root = _root()
-    imap = require_imap_settings(root) if args.imap else None
-    publication = load_publication(root)
-    reader = BounceReader(root, publication, SentJournals(root, publication.list_id))
+    workspace = _workspace()
+    imap = workspace.imap if args.imap else None
+    reader = BounceReader(workspace, SentJournals(workspace.root, workspace.publication.list_id))
     summary = Summary()
     try:
         if args.maildir:
@@ -362,15 +366,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .web.serve import run_server
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_server(_root(), args.host, args.port, args.drafts, args.root_path, args.proxy)
+        run_server(_workspace(), args.host, args.port, args.drafts, args.root_path, args.proxy)
     return 0
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
     from .web.archive import write_archive
 
-    root = _root()
-    files = write_archive(root, load_publication(root), args.out, args.drafts)
+    files = write_archive(_workspace(), args.out, args.drafts)
     print(f"wrote {len(files)} file(s) to {_shown(args.out)}: index.html, one page per edition, feed.xml")
     return 0
 
@@ -380,7 +383,7 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
 
     from .audience.suppressions import list_suppressions
 
-    entries = list_suppressions(_root())
+    entries = list_suppressions(store_path(_root()))
     rows = [[e.address, e.reason, e.source, dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(timespec="seconds"),
              e.detail] for e in entries]  # fmt: skip
     if args.csv:
@@ -412,12 +415,11 @@ def cmd_unsuppress(args: argparse.Namespace) -> int:
 
 def cmd_dkim_keygen(args: argparse.Namespace) -> int:
     from .base.addresses import parse_mailbox
-    from .base.config import load_environment
     from .base.dkim import generate_key
 
     root = _root()
     env = load_environment(root)
-    publication = load_publication(root, env={**env, "DKIM_PRIVATE_KEY_FILE": ""})  # the key does not exist yet
+    publication = load_publication(root, env)  # the settings without the key, which does not exist yet
     domain = env.get("DKIM_DOMAIN", "").strip() or parse_mailbox(publication.sender, "sender").domain
     target = args.out / f"{args.selector}.private"
     if target.exists():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base.errors import CheckFailed
+from .base.workspace import Workspace
 from .base.writer import safe_join, write_files
 from .checks.review import review_data, review_page
 from .checks.toolchecks import run_tool_checks
@@ -17,19 +18,17 @@ from .edition.compose import ComposedMessage
 from .edition.pipeline import EditionPreview, preview_edition
 from .edition.verify import image_origin, publication_problems
 
-BUILD_DIR = "build"
 
-
-def check_edition(edition: str | Path, root: Path | None = None, tools: bool = True) -> tuple[EditionPreview, list]:
+def check_edition(edition: str | Path, workspace: Workspace, tools: bool = True) -> tuple[EditionPreview, list]:
     """Every check: the built-in ones and the publication's settings (raising CheckFailed) and, with `tools`,
     the real-tool ones (returned)."""
-    preview = preview_edition(edition, root)
+    preview = preview_edition(edition, workspace)
     publication = preview.rendered.publication
     problems = publication_problems(publication)
     if problems:
         raise CheckFailed(problems, publication.source)
     origin = functools.partial(image_origin, preview.rendered.edition)
-    results = run_tool_checks(preview.html, preview.message.data, root, origin) if tools else []
+    results = run_tool_checks(preview.html, preview.message.data, workspace.root, origin) if tools else []
     return preview, results
 
 
@@ -41,11 +40,10 @@ class BuildResult:
     html_bytes: int
 
 
-def build_edition(edition: str | Path, out: Path | None = None, root: Path | None = None) -> BuildResult:
+def build_edition(edition: str | Path, workspace: Workspace, out: Path | None = None) -> BuildResult:
     """Write email.html, email.txt, email.eml (for the test recipient) and review.html into build/<edition>/."""
-    root = root or Path.cwd()
-    preview = preview_edition(edition, root)
-    out = out or safe_join(root / BUILD_DIR, preview.rendered.edition.name)
+    preview = preview_edition(edition, workspace)
+    out = out or safe_join(workspace.build, preview.rendered.edition.name)
     files = write_files(out, {
         "email.html": preview.html,
         "email.txt": preview.text,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.base.workspace import open_workspace
 from newsletter.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,7 +230,7 @@ def web_server(project: Path, site: int):
     servers = []
 
     def start(drafts: bool = False, root_path: str = "", request_timeout: float = REQUEST_TIMEOUT) -> str:
-        config = server_config(create_app(project, drafts), port=site, root_path=root_path,
+        config = server_config(create_app(open_workspace(project), drafts), port=site, root_path=root_path,
                                request_timeout=request_timeout)  # fmt: skip
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

@@ -14,6 +14,7 @@ from conftest import LIST_ID, SAMPLE_EDITION
 from newsletter.audience.suppressions import SuppressionStore, store_path
 from newsletter.audience.tokens import read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
 from newsletter.base.model import Recipient
+from newsletter.base.workspace import open_workspace
 from newsletter.delivery.journal import JournalStore, journal_path
 
 SECRET = "bounce-test-secret-0123456789"
@@ -111,7 +112,7 @@ def test_send_uses_a_verp_return_path_per_recipient(sent: Path, smtp_server, smt
     server = smtp_server()
     smtp_env(server.env("none"))
     (sent / "list.csv").write_text("email\na@example.org\nb@example.org\n", encoding="utf-8")
-    send = Send(SAMPLE_EDITION, sent / "list.csv", sent, SendOptions())
+    send = Send(SAMPLE_EDITION, sent / "list.csv", open_workspace(sent), SendOptions())
     try:
         assert send.run().complete
     finally:

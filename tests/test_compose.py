@@ -17,6 +17,7 @@ from newsletter.audience.tokens import message_id_for, read_unsubscribe_token, u
 from newsletter.base.errors import HeaderInjectionError
 from newsletter.base.headers import check_header_value
 from newsletter.base.model import Recipient
+from newsletter.base.workspace import open_workspace
 from newsletter.edition.compose import MessageFactory
 from newsletter.edition.pipeline import render_checked
 
@@ -31,7 +32,7 @@ RECIPIENTS = [
 
 @pytest.fixture
 def factory(project: Path) -> MessageFactory:
-    return MessageFactory(render_checked(SAMPLE_EDITION, project, ("city",)), now=NOW)
+    return MessageFactory(render_checked(SAMPLE_EDITION, open_workspace(project), ("city",)), now=NOW)
 
 
 def reference_message(factory: MessageFactory, recipient: Recipient, with_name: bool = True) -> EmailMessage:
@@ -111,7 +112,7 @@ def test_headers_field_by_field(factory: MessageFactory) -> None:
 
 
 def test_message_ids_are_stable_per_edition_and_recipient(factory: MessageFactory, project: Path) -> None:
-    again = MessageFactory(render_checked(SAMPLE_EDITION, project), now=NOW + dt.timedelta(days=1))
+    again = MessageFactory(render_checked(SAMPLE_EDITION, open_workspace(project)), now=NOW + dt.timedelta(days=1))
     first = factory.compose(RECIPIENTS[0]).message_id
     assert again.compose(RECIPIENTS[0]).message_id == first
     assert again.compose(Recipient("ALICE@example.org", "A")).message_id == first

@@ -9,6 +9,7 @@ import pytest
 from conftest import DATA, SAMPLE_ARTICLE, SAMPLE_EDITION
 
 from newsletter.base.config import load_publication
+from newsletter.base.workspace import open_workspace
 from newsletter.edition.importer import escape_markdown, import_article, parse_source, slugify
 from newsletter.edition.load import load_edition, split_front_matter
 from newsletter.edition.verify import normalise
@@ -23,7 +24,7 @@ def sample_paragraphs() -> list[str]:
 
 def test_shipped_edition_is_the_imported_sample(project: Path) -> None:
     """issues/back-pain is exactly what `import` makes of the sample today."""
-    target = import_article(SAMPLE_TXT, load_publication(project), into="fresh", root=project).path
+    target = import_article(SAMPLE_TXT, open_workspace(project), into="fresh").path
     assert target.read_text(encoding="utf-8") == SAMPLE_ARTICLE.read_text(encoding="utf-8")
 
 
@@ -57,8 +58,7 @@ def test_import_creates_edition_with_subject_from_title(project: Path, cli) -> N
 
 
 def test_import_into_existing_edition_appends_to_its_list(project: Path) -> None:
-    publication = load_publication(project)
-    target = import_article(DATA / "imports" / "post.html", publication, into=SAMPLE_EDITION, root=project).path
+    target = import_article(DATA / "imports" / "post.html", open_workspace(project), into=SAMPLE_EDITION).path
     edition = load_edition(SAMPLE_EDITION, project)
     assert [a.path.name for a in edition.articles] == [SAMPLE_ARTICLE.name, target.name]
 

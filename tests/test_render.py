@@ -10,6 +10,7 @@ from conftest import SAMPLE_ARTICLE, SAMPLE_EDITION
 
 from newsletter.base.errors import CheckFailed, ContentError
 from newsletter.base.model import Recipient
+from newsletter.base.workspace import open_workspace
 from newsletter.edition.compose import MessageFactory
 from newsletter.edition.load import split_front_matter
 from newsletter.edition.pipeline import render_checked
@@ -22,7 +23,7 @@ def visible(html: str) -> str:
 
 
 def test_sample_renders_every_paragraph_title_and_disclaimer(project: Path) -> None:
-    rendered = render_checked(SAMPLE_EDITION, project)
+    rendered = render_checked(SAMPLE_EDITION, open_workspace(project))
     _, body, _ = split_front_matter(SAMPLE_ARTICLE.read_text(encoding="utf-8"), SAMPLE_ARTICLE)
     paragraphs = [p for p in body.split("\n\n") if p.strip()]
     assert len(paragraphs) == 7
@@ -38,7 +39,7 @@ def test_sample_renders_every_paragraph_title_and_disclaimer(project: Path) -> N
 
 
 def test_inlined_html_keeps_media_queries_important_and_mso_comments(project: Path) -> None:
-    html = render_checked(SAMPLE_EDITION, project).html
+    html = render_checked(SAMPLE_EDITION, open_workspace(project)).html
     head = html.split("</head>")[0]
     assert "@media only screen and (max-width: 620px)" in head
     assert "@media (prefers-color-scheme: dark)" in head
@@ -51,7 +52,7 @@ def test_inlined_html_keeps_media_queries_important_and_mso_comments(project: Pa
 
 
 def test_layout_is_accessible_and_preheader_hidden(project: Path) -> None:
-    html = render_checked("spring-clinic", project).html
+    html = render_checked("spring-clinic", open_workspace(project)).html
     assert re.search(r'<html lang="en"', html)
     facts = html_facts(html)
     assert facts.tables_without_role == 0 and not facts.images_without_alt
@@ -63,7 +64,7 @@ def test_layout_is_accessible_and_preheader_hidden(project: Path) -> None:
 
 
 def test_text_part_reads_like_a_hand_written_email(project: Path) -> None:
-    rendered = render_checked("spring-clinic", project)
+    rendered = render_checked("spring-clinic", open_workspace(project))
     text = rendered.text
     assert "XNLF" in text  # recipient fields still placeholders at this stage
     for line in text.splitlines():
@@ -83,7 +84,7 @@ def test_text_part_reads_like_a_hand_written_email(project: Path) -> None:
 
 
 def test_raw_html_and_javascript_links_never_reach_the_output(project: Path) -> None:
-    html = render_checked("spring-clinic", project).html
+    html = render_checked("spring-clinic", open_workspace(project)).html
     assert "<script" not in html.lower()
     assert "javascript:" not in html.replace("[a bad link](javascript:alert(1))", "")
     assert not html_facts(html).unsafe
@@ -109,7 +110,7 @@ def test_title_is_autoescaped(project: Path) -> None:
     article = next((project / "issues" / SAMPLE_EDITION).glob("*.md"))
     text = article.read_text(encoding="utf-8")
     article.write_text(text.replace('title = "Is', 'title = "<b>Bold</b> & Is', 1), encoding="utf-8")
-    html = render_checked(SAMPLE_EDITION, project).html
+    html = render_checked(SAMPLE_EDITION, open_workspace(project)).html
     assert "&lt;b&gt;Bold&lt;/b&gt; &amp; Is" in html and "<b>Bold</b>" not in html
 
 
@@ -117,7 +118,7 @@ def test_working_directory_templates_override_the_theme(project: Path) -> None:
     (project / "templates").mkdir()
     theme = (Path(__file__).parents[1] / "templates" / "email.html").read_text(encoding="utf-8")
     (project / "templates" / "email.html").write_text(theme.replace("Unsubscribe</a>", "Leave the list</a>"))
-    html = render_checked(SAMPLE_EDITION, project).html
+    html = render_checked(SAMPLE_EDITION, open_workspace(project)).html
     assert "Leave the list" in html
 
 
@@ -125,7 +126,7 @@ def test_unknown_template_variable_names_template_and_line(project: Path) -> Non
     (project / "templates").mkdir()
     (project / "templates" / "email.html").write_text("<html lang=en>\n<p>{{ publication.nmae }}</p>\n")
     with pytest.raises(ContentError) as caught:
-        render_checked(SAMPLE_EDITION, project)
+        render_checked(SAMPLE_EDITION, open_workspace(project))
     assert "unknown template variable" in str(caught.value)
     assert str(caught.value).startswith(str(project / "templates" / "email.html") + ":2:")
 
@@ -151,7 +152,7 @@ def test_images_are_marked_in_the_text_part(project: Path) -> None:
     article = project / "issues" / "spring-clinic" / "01-stretches.md"
     article.write_text(article.read_text(encoding="utf-8") + "\n![A cat stretching](https://clinic.example/cat.jpg)\n",
                        encoding="utf-8")  # fmt: skip
-    text = " ".join(render_checked("spring-clinic", project).text.split())
+    text = " ".join(render_checked("spring-clinic", open_workspace(project)).text.split())
     assert "[Image: A physical therapist guiding a patient through a seated stretch]" in text  # the front matter's
     assert "[Image: A cat stretching]" in text
 
@@ -160,7 +161,7 @@ def test_an_image_without_alt_text_names_its_article(project: Path) -> None:
     article = project / "issues" / "spring-clinic" / "02-hours.md"
     article.write_text(article.read_text(encoding="utf-8") + "\n![](https://clinic.example/map.png)\n", "utf-8")
     with pytest.raises(CheckFailed) as failed:
-        render_checked("spring-clinic", project)
+        render_checked("spring-clinic", open_workspace(project))
     assert "02-hours.md: image without alt text: https://clinic.example/map.png" in failed.value.problems
 
 
@@ -169,7 +170,7 @@ def test_templates_get_a_first_name(project: Path) -> None:
     theme.mkdir()
     text = (Path(__file__).parent.parent / "templates" / "email.txt").read_text(encoding="utf-8")
     (theme / "email.txt").write_text(text.replace("Hi {{ recipient.name }},", "Hi {{ recipient.first_name }},"))
-    factory = MessageFactory(render_checked(SAMPLE_EDITION, project, ("first_name",)))
+    factory = MessageFactory(render_checked(SAMPLE_EDITION, open_workspace(project), ("first_name",)))
     assert "Hi Ann," in factory.personalise(Recipient("a@example.org", "Ann Example"))[0]
     assert "Hi Nan," in factory.personalise(Recipient("b@example.org", "Ann Example", {"first_name": "Nan"}))[0]
     assert "Hi there," in factory.personalise(Recipient("c@example.org", ""))[0]

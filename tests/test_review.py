@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import SAMPLE_EDITION
 
+from newsletter.base.workspace import open_workspace
 from newsletter.checks.preview import PreviewServer
 from newsletter.checks.review import ReviewData, forced_dark, review_page
 
@@ -46,7 +47,7 @@ def fetch(url: str) -> str:
 
 
 def test_preview_serves_on_loopback_and_rebuilds_on_change(project: Path) -> None:
-    server = PreviewServer(SAMPLE_EDITION, project, port=0, tools=False)
+    server = PreviewServer(SAMPLE_EDITION, lambda: open_workspace(project), port=0, tools=False)
     server.start()
     try:
         assert server.url.startswith("http://127.0.0.1:")
@@ -100,7 +101,7 @@ def test_preview_answers_before_the_first_build(project: Path, monkeypatch) -> N
         return real(*args, **kwargs)
 
     monkeypatch.setattr(preview_module, "preview_edition", slow_build)
-    server = PreviewServer(SAMPLE_EDITION, project, port=0, tools=False)
+    server = PreviewServer(SAMPLE_EDITION, lambda: open_workspace(project), port=0, tools=False)
     server.start()
     try:
         assert "Building the edition and running the checks" in fetch(server.url)

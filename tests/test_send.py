@@ -8,6 +8,8 @@ import asyncio
 import collections
 import contextlib
 import csv
+import inspect
+import itertools
 import os
 import random
 import re
@@ -16,12 +18,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message
 
+from newsletter.base.errors import TemporaryFailure
+from newsletter.base.workspace import open_workspace
 from newsletter.delivery.capture import CaptureHandler
+from newsletter.delivery.handler import HandlerTransport
 from newsletter.delivery.journal import journal_path
 from newsletter.delivery.send import Send, SendOptions
 
@@ -47,9 +54,9 @@ def sending(project: Path, smtp_env):
     return configure
 
 
-def run_send(project: Path, csv_path: Path, **options) -> object:
+def run_send(project: Path, csv_path: Path, transport=None, **options) -> object:
     options.setdefault("retry_delay", 0.01)
-    send = Send(SAMPLE_EDITION, csv_path, project, SendOptions(**options))
+    send = Send(SAMPLE_EDITION, csv_path, open_workspace(project), SendOptions(**options), transport=transport)
     try:
         return send.run()
     finally:
@@ -65,6 +72,39 @@ def journal_rows(project: Path) -> dict[str, str]:
 
     with sqlite3.connect(journal_path(project, SAMPLE_EDITION)) as db:
         return dict(db.execute("SELECT email, state FROM recipients"))
+
+
+@dataclass
+class Server:
+    """A mail server played by a function (`newsletter.delivery.handler`): `reply(lane, message)` answers each
+    message or raises; every accepted message is kept with the lane (connection) it came on."""
+
+    reply: Callable = lambda lane, message: "250 OK"
+    received: list = field(default_factory=list)
+
+    def transport(self):
+        lanes = itertools.count()
+
+        def factory() -> HandlerTransport:
+            lane = next(lanes)
+
+            async def handle(message):
+                answer = self.reply(lane, message)
+                answer = await answer if inspect.isawaitable(answer) else answer
+                self.received.append((lane, message))
+                return answer
+
+            return HandlerTransport(handle, where=f"lane {lane}")
+
+        return factory
+
+    def counts(self) -> collections.Counter:
+        return collections.Counter(message.recipient.email for _, message in self.received)
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
 
 
 class Faulty(CaptureHandler):
@@ -142,28 +182,25 @@ def test_starttls_and_auth_once_per_connection_reused_for_many_messages(project:
     assert set(received_counts(server.handler).values()) == {1} and len(received_counts(server.handler)) == 30
 
 
-def test_every_message_arrives_after_its_recipient_is_committed_as_sending(project: Path, smtp_server, sending):
-    """The journal's promise, checked from the server's side: while a message comes in, a separate reader of the
-    journal (which sees committed transactions only) already finds its recipient `sending`."""
+def test_every_message_arrives_after_its_recipient_is_committed_as_sending(project: Path, secret) -> None:
+    """The journal's promise, checked from the receiver's side: while a message is handed over, a separate reader
+    of the journal (which sees committed transactions only) already finds its recipient `sending`."""
     import sqlite3
 
-    class Watching(CaptureHandler):
-        def __init__(self) -> None:
-            super().__init__()
-            self.states: list[str] = []
+    states: list[str] = []
 
-        async def handle_DATA(self, server, session, envelope):
-            uri = f"{journal_path(project, SAMPLE_EDITION).as_uri()}?mode=ro"
-            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-                (state,) = db.execute("SELECT state FROM recipients WHERE email = ?", envelope.rcpt_tos).fetchone()
-            self.states.append(state)
-            return await super().handle_DATA(server, session, envelope)
+    def watching(lane, message):
+        uri = f"{journal_path(project, SAMPLE_EDITION).as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            query = "SELECT state FROM recipients WHERE email = ?"
+            (state,) = db.execute(query, (message.recipient.email,)).fetchone()
+        states.append(state)
+        return "250 OK"
 
-    server = smtp_server(handler=Watching())
-    sending(server)
-    report = run_send(project, recipients_file(project / "list.csv", 300), connections=3)
+    report = run_send(project, recipients_file(project / "list.csv", 300), Server(watching).transport(),
+                      connections=3)  # fmt: skip
     assert report.progress.sent == 300
-    assert server.handler.states == ["sending"] * 300
+    assert states == ["sending"] * 300
 
 
 def test_in_doubt_resent_only_when_asked_with_the_same_message_id(project: Path, smtp_server, sending) -> None:
@@ -179,25 +216,24 @@ def test_in_doubt_resent_only_when_asked_with_the_same_message_id(project: Path,
     assert journal_rows(project)["r00000@example.org"] == "sent"
 
 
-def test_consecutive_failures_stop_the_run_and_a_rerun_resumes(project: Path, smtp_server, sending) -> None:
-    class Down(CaptureHandler):
-        broken = True
+def test_consecutive_failures_stop_the_run_and_a_rerun_resumes(project: Path, secret) -> None:
+    broken = [True]
 
-        async def handle_DATA(self, server, session, envelope):
-            return "451 4.3.0 Disk full" if self.broken else await super().handle_DATA(server, session, envelope)
+    def disk_full(lane, message):
+        if broken[0]:
+            raise TemporaryFailure("451 4.3.0 Disk full", code=451)
+        return "250 OK"
 
-    handler = Down()
-    server = smtp_server(handler=handler)
-    sending(server)
+    server = Server(disk_full)
     csv_path = recipients_file(project / "list.csv", 30)
-    report = run_send(project, csv_path, max_consecutive_failures=5)
+    report = run_send(project, csv_path, server.transport(), max_consecutive_failures=5)
     assert report.stop_reason.startswith("stopped after 5 consecutive failed sends (last: ")
     assert "451 4.3.0 Disk full" in report.stop_reason
-    assert not handler.received
-    handler.broken = False
-    report = run_send(project, csv_path)
+    assert not server.received
+    broken[0] = False
+    report = run_send(project, csv_path, server.transport())
     assert report.complete and report.progress.sent == 30
-    assert set(received_counts(handler).values()) == {1} and len(received_counts(handler)) == 30
+    assert set(server.counts().values()) == {1} and len(server.counts()) == 30
 
 
 def test_a_server_refusing_connections_charges_no_recipient(project: Path, smtp_env) -> None:
@@ -411,7 +447,7 @@ def test_per_hour_limit_counts_earlier_runs(project: Path, smtp_server, sending)
     sending(server)
     csv_path = recipients_file(project / "list.csv", 6)
     run_send(project, csv_path, per_hour=4, limit=3)
-    send = Send(SAMPLE_EDITION, csv_path, project, SendOptions(per_hour=4))
+    send = Send(SAMPLE_EDITION, csv_path, open_workspace(project), SendOptions(per_hour=4))
     reports = []
     worker = threading.Thread(target=lambda: reports.append(send.run()))
     worker.start()
@@ -467,52 +503,40 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
 # --- independent connections, adaptive pacing, a send that says when it is stuck ---------------------------------
 
 
-def per_connection(handler) -> collections.Counter:
-    return collections.Counter(r.peer for r in handler.received)
-
-
-def test_a_slow_connection_does_not_hold_up_the_others(project: Path, smtp_server, sending) -> None:
+def test_a_slow_connection_does_not_hold_up_the_others(project: Path, secret) -> None:
     """One connection's server answers each message after 0.3 s, the others at once. In lockstep rounds every
     connection would deliver as many as the slowest; independent lanes let the fast ones run ahead."""
 
-    class OneSlowConnection(CaptureHandler):
-        slow_peer = None
+    async def lane_zero_is_slow(lane, message):
+        if lane == 0:
+            await asyncio.sleep(0.3)
+        return "250 OK"
 
-        async def handle_DATA(self, server, session, envelope):
-            self.slow_peer = self.slow_peer or session.peer
-            if session.peer == self.slow_peer:
-                await asyncio.sleep(0.3)
-            return await super().handle_DATA(server, session, envelope)
-
-    server = smtp_server(handler=OneSlowConnection())
-    sending(server)
-    report = run_send(project, recipients_file(project / "list.csv", 60), connections=4)
+    server = Server(lane_zero_is_slow)
+    report = run_send(project, recipients_file(project / "list.csv", 60), server.transport(), connections=4)
     assert report.complete and report.progress.sent == 60
-    counts = per_connection(server.handler)
-    assert len(counts) == 4
-    assert counts[server.handler.slow_peer] <= 5, counts
-    assert min(n for peer, n in counts.items() if peer != server.handler.slow_peer) >= 10, counts
-    assert set(received_counts(server.handler).values()) == {1}
+    per_lane = collections.Counter(lane for lane, _ in server.received)
+    assert len(per_lane) == 4
+    assert per_lane[0] <= 5 and min(per_lane[lane] for lane in (1, 2, 3)) >= 10, per_lane
+    assert set(server.counts().values()) == {1}
 
 
-def test_a_relay_with_uneven_delays_gets_every_message_once(project: Path, smtp_server, sending) -> None:
+def test_a_relay_with_uneven_delays_gets_every_message_once(project: Path, secret) -> None:
     """Replies after random delays (a relay that scans and queues): 8 connections, each message once, field by
-    field as composed: the envelope matches To, and every Message-ID is the recipient's own."""
+    field as composed: every Message-ID is the recipient's own, and To names the recipient."""
 
-    class Uneven(CaptureHandler):
-        async def handle_DATA(self, server, session, envelope):
-            await asyncio.sleep(random.expovariate(1 / 0.02))
-            return await super().handle_DATA(server, session, envelope)
+    async def uneven(lane, message):
+        await asyncio.sleep(random.expovariate(1 / 0.02))
+        return "250 OK"
 
-    server = smtp_server(handler=Uneven())
-    sending(server)
-    report = run_send(project, recipients_file(project / "list.csv", 120), connections=8)
+    server = Server(uneven)
+    report = run_send(project, recipients_file(project / "list.csv", 120), server.transport(), connections=8)
     assert report.complete and report.progress.sent == 120
-    assert len(per_connection(server.handler)) == 8
+    assert len({lane for lane, _ in server.received}) == 8
     ids = set()
-    for received in server.handler.received:
-        message = parse_message(received.data)
-        assert received.rcpt_tos == (message["To"].addresses[0].addr_spec,)
+    for _, composed in server.received:
+        message = parse_message(composed.data)
+        assert message["To"].addresses[0].addr_spec == composed.recipient.email
         assert message["Subject"] == "Is Physical Therapy Worth It for Back Pain?"
         ids.add(message["Message-ID"])
     assert len(ids) == 120
@@ -576,7 +600,7 @@ def test_too_many_connections_slows_the_send_down_and_everyone_gets_one(project:
     server = smtp_server(handler=TooManyConnections(limit=2))
     sending(server)
     notes = []
-    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 240), project,
+    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 240), open_workspace(project),
                 SendOptions(connections=8, retry_delay=0.01))  # fmt: skip
     try:
         report = send.run(lambda progress: notes.append((progress.note, progress.connections_allowed)))
@@ -700,7 +724,7 @@ def test_a_corrupt_journal_is_one_line_not_a_traceback(project: Path, smtp_serve
 def test_a_library_user_can_send_through_any_transport(project: Path, monkeypatch) -> None:
     """The send loop knows only the Transport interface: here the in-memory one, failing as real servers do."""
     from newsletter.base.errors import OutcomeUnknown, PermanentFailure, TemporaryFailure
-    from newsletter.delivery.transport import MemoryTransport
+    from newsletter.delivery.memory import MemoryTransport
 
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
     memory = MemoryTransport(fail={
@@ -708,7 +732,7 @@ def test_a_library_user_can_send_through_any_transport(project: Path, monkeypatc
         "r00002@example.org": [PermanentFailure("550 no such user", 550)],
         "r00003@example.org": [OutcomeUnknown("connection lost after the final dot")],
     })  # fmt: skip
-    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 6), project,
+    send = Send(SAMPLE_EDITION, recipients_file(project / "list.csv", 6), open_workspace(project),
                 SendOptions(connections=2, retry_delay=0.01), transport=lambda: memory)  # fmt: skip
     try:
         report = send.run()

@@ -21,6 +21,7 @@ from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts
 from newsletter.audience.suppressions import SuppressionStore, store_path
 from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
 from newsletter.base.model import Recipient
+from newsletter.base.workspace import open_workspace
 from newsletter.edition.compose import MessageFactory
 from newsletter.edition.pipeline import render_checked
 from newsletter.web.serve import route
@@ -56,7 +57,7 @@ def suppressed(project: Path) -> dict[str, str]:
 
 
 def message_for(project: Path, email: str):
-    factory = MessageFactory(render_checked(SAMPLE_EDITION, project))
+    factory = MessageFactory(render_checked(SAMPLE_EDITION, open_workspace(project)))
     return parse_message(factory.compose(Recipient(email, "Reader")).data)
 
 
@@ -196,7 +197,7 @@ def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_se
     base = web_server()
     with (project / "list.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["email"]] + [[f"s{i:02d}@example.org"] for i in range(60)])
-    send = Send(SAMPLE_EDITION, project / "list.csv", project, SendOptions(connections=1))
+    send = Send(SAMPLE_EDITION, project / "list.csv", open_workspace(project), SendOptions(connections=1))
     reports = []
     worker = threading.Thread(target=lambda: reports.append(send.run()))
     worker.start()

@@ -303,7 +303,7 @@ def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smt
     """Dot-stuffing (RFC 5321 4.5.2): a message that does have such lines is not cut short at a lone dot."""
     import asyncio
 
-    from newsletter.base.config import require_smtp_settings
+    from newsletter.base.config import load_environment, require_smtp_settings
     from newsletter.base.model import Recipient
     from newsletter.delivery.smtp import SMTPTransport
     from newsletter.edition.compose import ComposedMessage
@@ -313,7 +313,9 @@ def test_lines_starting_with_a_dot_arrive_intact(project: Path, smtp_server, smt
     data = b"To: a@example.org\r\nSubject: dots\r\n\r\n.\r\n..two\r\n.three\r\nend\r\n"
 
     async def deliver() -> str:
-        async with SMTPTransport(require_smtp_settings(project), "newsletter@example.org") as transport:
+        async with SMTPTransport(
+            require_smtp_settings(load_environment(project)), "newsletter@example.org"
+        ) as transport:
             return await transport.send(ComposedMessage(Recipient("a@example.org"), "<x@example.org>", data))
 
     reply = asyncio.run(deliver())

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_EDITION
 
+from newsletter.base.workspace import open_workspace
 from newsletter.checks.toolchecks import (
     FAILED,
     PASSED,
@@ -42,7 +43,7 @@ def by_name(checks, name: str):
 
 @pytest.mark.parametrize("edition", [SAMPLE_EDITION, "spring-clinic", "cafe-news"])
 def test_editions_pass_every_tool_check(project: Path, edition: str) -> None:
-    preview = preview_edition(edition, project)
+    preview = preview_edition(edition, open_workspace(project))
     for check in run_tool_checks(preview.html, preview.message.data, project):
         usable(check)
         assert check.status in (PASSED, WARNING), check.line()
@@ -57,14 +58,14 @@ def test_overflowing_table_is_caught_by_the_layout_check(project: Path) -> None:
     article.write_text(f'+++\ntitle = "Wide"\n+++\n\n| {cells} |\n|{"---|" * 2}\n| {cells} |\n', encoding="utf-8")
     toml = project / "issues" / SAMPLE_EDITION / "issue.toml"
     toml.write_text(toml.read_text().replace('articles = ["', 'articles = ["wide.md", "'), encoding="utf-8")
-    preview = preview_edition(SAMPLE_EDITION, project)
+    preview = preview_edition(SAMPLE_EDITION, open_workspace(project))
     layout = by_name(browser_checks(preview.html, project), "responsive layout")
     assert layout.status == FAILED
     assert any(re.match(r"at 375px the page is \d+px wide", d) for d in layout.details), layout.details
 
 
 def test_missing_alt_is_caught_by_axe(project: Path) -> None:
-    html = preview_edition("spring-clinic", project).html
+    html = preview_edition("spring-clinic", open_workspace(project)).html
     broken = re.sub(r'<img src="data:image/png;base64,[^"]*" alt="[^"]*"', '<img src="data:image/png;base64,AA"', html)
     assert broken != html
     access = by_name(browser_checks(broken, project), "accessibility")
@@ -74,13 +75,13 @@ def test_missing_alt_is_caught_by_axe(project: Path) -> None:
 def test_low_contrast_brand_colour_is_caught_by_axe(project: Path) -> None:
     config = project / "newsletter.toml"
     config.write_text(config.read_text().replace('brand_color = "#1f5f8b"', 'brand_color = "#b9d3e6"'))
-    html = preview_edition("spring-clinic", project).html
+    html = preview_edition("spring-clinic", open_workspace(project)).html
     access = by_name(browser_checks(html, project), "accessibility")
     assert access.status == FAILED and any(d.startswith("color-contrast") for d in access.details), access.details
 
 
 def test_low_contrast_in_dark_mode_is_caught_by_the_layout_check(project: Path) -> None:
-    html = preview_edition(SAMPLE_EDITION, project).html
+    html = preview_edition(SAMPLE_EDITION, open_workspace(project)).html
     broken = html.replace(".article, .article h1, .article h2, .article h3 { color: #e6edf3 !important; }",
                           ".article, .article h1, .article h2, .article h3 { color: #30363d !important; }")  # fmt: skip
     assert broken != html
@@ -90,17 +91,17 @@ def test_low_contrast_in_dark_mode_is_caught_by_the_layout_check(project: Path) 
 
 
 def test_view_online_text_part_is_caught_by_spamassassin(project: Path) -> None:
-    rendered = render_checked(SAMPLE_EDITION, project)
+    rendered = render_checked(SAMPLE_EDITION, open_workspace(project))
     lazy = dataclasses.replace(rendered, text="View this email online: https://example.org/archive\n")
     message = MessageFactory(lazy).compose(placeholder_recipient(rendered.publication))
     spam = usable(spam_check(message.data))
     assert spam.status == FAILED and any(d.startswith("MPART_ALT_DIFF") for d in spam.details), spam.details
-    good = usable(spam_check(preview_edition(SAMPLE_EDITION, project).message.data))
+    good = usable(spam_check(preview_edition(SAMPLE_EDITION, open_workspace(project)).message.data))
     assert good.status == PASSED, good.details
 
 
 def test_html_errors_beyond_the_allowlist_are_caught_by_vnu(project: Path) -> None:
-    html = preview_edition(SAMPLE_EDITION, project).html
+    html = preview_edition(SAMPLE_EDITION, open_workspace(project)).html
     broken = html.replace('<td class="footer"', '<td class="footer" id="x" id="y"', 1)
     standards = usable(standards_check(broken, project))
     assert standards.status == FAILED
@@ -109,7 +110,7 @@ def test_html_errors_beyond_the_allowlist_are_caught_by_vnu(project: Path) -> No
 
 
 def test_unsupported_css_is_a_warning_not_a_failure(project: Path) -> None:
-    html = preview_edition(SAMPLE_EDITION, project).html.replace(
+    html = preview_edition(SAMPLE_EDITION, open_workspace(project)).html.replace(
         '<p class="copyright"', '<p style="position: absolute"'
     )
     support = usable(client_support_check(html, project))
@@ -174,7 +175,7 @@ def test_the_checkers_are_found_outside_the_source_checkout(project: Path, tmp_p
     assert modules is not None, "the checkers of this checkout (scripts/install-test-tools) are needed here"
     monkeypatch.setattr(toolchecks, "SOURCE_CHECKOUT", tmp_path / "not-a-checkout")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    preview = preview_edition(SAMPLE_EDITION, project)
+    preview = preview_edition(SAMPLE_EDITION, open_workspace(project))
     missing = standards_check(preview.html, project)
     assert missing.status == SKIPPED and "newsletter install-checkers" in missing.details[0]
     cache = toolchecks.checkers_cache()
@@ -193,7 +194,7 @@ def test_a_front_matter_image_scales_on_a_phone(project: Path) -> None:
     (project / "issues" / SAMPLE_EDITION / "is-physical-therapy-worth-it-for-back-pain.md").write_text(
         LEAD, encoding="utf-8"
     )
-    preview = preview_edition(SAMPLE_EDITION, project)
+    preview = preview_edition(SAMPLE_EDITION, open_workspace(project))
     layout = by_name(browser_checks(preview.html, project), "responsive layout")
     assert layout.status == PASSED, layout.details
 
@@ -208,7 +209,7 @@ def test_an_overflowing_image_is_named_with_its_article(project: Path) -> None:
     html = Path(__file__).parent.parent / "templates" / "email.html"
     fixed = re.sub(r'width="552" style="[^"]*"', 'width="552"', html.read_text(encoding="utf-8"))
     (theme / "email.html").write_text(fixed, encoding="utf-8")
-    preview = preview_edition(SAMPLE_EDITION, project)
+    preview = preview_edition(SAMPLE_EDITION, open_workspace(project))
     origin = lambda src: "is-physical-therapy-worth-it-for-back-pain.md" if "lead" in src else ""  # noqa: E731
     layout = by_name(browser_checks(preview.html, project, origin), "responsive layout")
     assert layout.status == FAILED

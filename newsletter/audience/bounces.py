@@ -35,8 +35,8 @@ from typing import Protocol
 from ..base.addresses import split_mailbox
 from ..base.config import IMAPSettings
 from ..base.errors import ConfigError, ContentError
-from ..base.model import Publication
-from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore, store_path
+from ..base.workspace import Workspace
+from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys
 
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
@@ -70,12 +70,12 @@ class SentMail(Protocol):
 class BounceReader:
     """Turns reports into verdicts and verdicts into suppressions, for one publication's working folder."""
 
-    def __init__(self, root: Path, publication: Publication, sent: SentMail) -> None:
+    def __init__(self, workspace: Workspace, sent: SentMail) -> None:
         """`sent` says which editions went out and whom a VERP tag's journal row was sent to."""
-        self.root = root
+        publication = workspace.publication
         self.publication = publication
         self.keys = required_keys(publication.unsubscribe_secret, "bounces")
-        self.store = SuppressionStore(store_path(root))
+        self.store = SuppressionStore(workspace.suppressions)
         self._sent = sent
 
     def close(self) -> None:

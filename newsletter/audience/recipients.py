@@ -15,7 +15,8 @@ from ..base.addresses import mailbox_key, split_mailbox
 from ..base.errors import ContentError, DataError
 from ..base.files import read_text
 from ..base.headers import check_header_value
-from ..base.model import Publication, Recipient
+from ..base.model import Recipient
+from ..base.workspace import Workspace
 from .suppressions import stored_keys
 
 
@@ -94,11 +95,11 @@ def _row_problem(values: dict[str, str], row: list[str], columns: list[str], add
     return None
 
 
-def suppressed_addresses(publication: Publication, root: Path) -> frozenset[str]:
+def suppressed_addresses(workspace: Workspace) -> frozenset[str]:
     """Everyone never to mail (mailbox keys): the suppression store, and the publication's `suppression_file`
-    (relative to `root`) when it names one."""
-    listed = load_suppressed(root / publication.suppression_file if publication.suppression_file else None)
-    return listed | stored_keys(root)
+    (relative to the workspace) when it names one."""
+    listed = workspace.publication.suppression_file
+    return load_suppressed(workspace.root / listed if listed else None) | stored_keys(workspace.suppressions)
 
 
 def load_suppressed(path: Path | None) -> frozenset[str]:

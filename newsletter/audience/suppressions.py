@@ -21,8 +21,8 @@ from pathlib import Path
 from ..base.addresses import mailbox_key, split_mailbox
 from ..base.database import open_private, sqlite_errors
 from ..base.errors import ContentError, JournalError
+from ..base.workspace import PRIVATE_DIR, SUPPRESSIONS_FILE
 
-STORE_PATH = Path(".newsletter") / "suppressions.sqlite"
 REASONS = ("unsubscribe", "bounce", "complaint", "manual")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppressions (
@@ -52,7 +52,8 @@ class Suppression:
 
 
 def store_path(root: Path) -> Path:
-    return root / STORE_PATH
+    """The suppression store of the newsletter in `root` (what `Workspace.suppressions` names)."""
+    return root / PRIVATE_DIR / SUPPRESSIONS_FILE
 
 
 class StoreBusy(JournalError):
@@ -188,9 +189,8 @@ class SuppressionStore:
             )
 
 
-def stored_keys(root: Path) -> frozenset[str]:
-    """The store's keys, without creating a store where there is none."""
-    path = store_path(root)
+def stored_keys(path: Path) -> frozenset[str]:
+    """The keys of the store at `path`, without creating a store where there is none."""
     if not path.is_file():
         return frozenset()
     with SuppressionStore(path) as store:
@@ -201,9 +201,8 @@ def _busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
 
-def list_suppressions(root: Path) -> list[Suppression]:
-    """Every suppression, oldest first; listing creates no store where there is none."""
-    path = store_path(root)
+def list_suppressions(path: Path) -> list[Suppression]:
+    """Every suppression of the store at `path`, oldest first; listing creates no store where there is none."""
     if not path.is_file():
         return []
     with SuppressionStore(path) as store:
@@ -213,9 +212,9 @@ def list_suppressions(root: Path) -> list[Suppression]:
 COMPLAINT_LIMIT = 0.001  # Gmail asks bulk senders to stay under 0.1% and never reach 0.3%
 
 
-def edition_reports(root: Path, edition: str) -> dict[str, int]:
-    """What `bounces` recorded about an edition's messages, by reason (nothing when there is no store)."""
-    path = store_path(root)
+def edition_reports(path: Path, edition: str) -> dict[str, int]:
+    """What `bounces` recorded in the store at `path` about an edition's messages, by reason (nothing when there
+    is no store)."""
     if not path.is_file():
         return {}
     with SuppressionStore(path) as store:

@@ -21,7 +21,6 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .addresses import ascii_address, ascii_domain, parse_mailbox
-from .dkim import key_from_environment
 from .errors import ConfigError, ContentError
 from .headers import check_header_value
 from .model import Publication
@@ -45,18 +44,17 @@ def find_root(start: Path) -> Path:
     raise ConfigError(f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter")
 
 
-def load_environment(root: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Merge `.env` in `root` (default: the working directory) under the real environment."""
-    env_file = (root or Path.cwd()) / ".env"
+def load_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Merge `.env` in `root` under the real environment (or under `environ`, when given)."""
+    env_file = root / ".env"
     values = {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
     values.update(os.environ if environ is None else environ)
     return values
 
 
-def load_publication(root: Path | None = None, env: Mapping[str, str] | None = None) -> Publication:
+def load_publication(root: Path, env: Mapping[str, str] | None = None) -> Publication:
     """Read `[publication]` from newsletter.toml in `root`, with NEWSLETTER_FROM / NEWSLETTER_REPLY_TO and the
     unsubscribe secret from the environment; fill in what derives from the publication's own identity."""
-    root = root or Path.cwd()
     env = load_environment(root) if env is None else env
     path = root / CONFIG_FILE
     source = str(path)
@@ -84,7 +82,6 @@ def load_publication(root: Path | None = None, env: Mapping[str, str] | None = N
         publication,
         unsubscribe_url=ascii_url(publication.unsubscribe_url),
         unsubscribe_mailto=ascii_address(publication.unsubscribe_mailto),
-        dkim=key_from_environment(env, sender.domain),
     )
 
 
@@ -284,9 +281,9 @@ def _number(env: Mapping[str, str], key: str, default, kind):
         raise ConfigError(f"{key}: {raw!r} is not a number") from None
 
 
-def require_smtp_settings(root: Path | None = None) -> SMTPSettings:
+def require_smtp_settings(env: Mapping[str, str]) -> SMTPSettings:
     """SMTP settings from the environment / .env, or a ConfigError saying that none are configured."""
-    settings = load_smtp_settings(load_environment(root))
+    settings = load_smtp_settings(env)
     if settings is None:
         raise ConfigError(
             "no SMTP server configured: set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, SMTP_PASSWORD) in the "
@@ -309,9 +306,8 @@ class IMAPSettings:
     timeout: float = 30.0
 
 
-def require_imap_settings(root: Path | None = None) -> IMAPSettings:
+def require_imap_settings(env: Mapping[str, str]) -> IMAPSettings:
     """IMAP_HOST, IMAP_PORT, IMAP_USERNAME, IMAP_PASSWORD, IMAP_FOLDER (and IMAP_CA_FILE for a private CA)."""
-    env = load_environment(root)
     host = env.get("IMAP_HOST", "").strip()
     if not host:
         raise ConfigError(

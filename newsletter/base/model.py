@@ -37,7 +37,6 @@ class Publication:
     suppression_file: str = ""
     bounce_address: str = ""  # where bounces go; each message's return path becomes bounces+TAG@domain (VERP)
     unsubscribe_secret: str = field(default="", repr=False)
-    dkim: object = field(default=None, repr=False)  # a dkim.DKIMKey from DKIM_* in the environment, or None
     source: Path | None = None
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..base.errors import CheckFailed, NewsletterError
 from ..base.ports import cannot_listen
+from ..base.workspace import Workspace
 from ..edition.load import edition_folder
 from ..edition.pipeline import preview_edition
 from ..edition.render import PACKAGE_TEMPLATES
@@ -25,9 +27,12 @@ POLL_SECONDS = 0.5
 class PreviewServer:
     """Serve the review page of one edition; `serve_forever()` blocks, `start()` runs it in a thread."""
 
-    def __init__(self, edition: str, root: Path, port: int = 8025, tools: bool = True) -> None:
+    def __init__(self, edition: str, workspace: Callable[[], Workspace], port: int = 8025, tools: bool = True) -> None:
+        """`workspace` reads the newsletter's settings: again at every rebuild, so an edit of newsletter.toml or
+        .env shows at once, as an edit of an article does."""
         self.edition = edition
-        self.root = root
+        self.workspace = workspace
+        self.root = workspace().root
         self.tools = tools
         self.version = 0
         self.page = ""
@@ -49,7 +54,7 @@ class PreviewServer:
         with contextlib.suppress(NewsletterError):  # a missing edition is shown on the page; keep watching
             roots.append(edition_folder(self.edition, self.root))
         files = [p for folder in roots if folder.is_dir() for p in folder.rglob("*") if p.is_file()]
-        files.append(self.root / "newsletter.toml")
+        files += [self.root / "newsletter.toml", self.root / ".env"]
         return {p: p.stat().st_mtime_ns for p in files if p.exists()}
 
     def _watch(self) -> None:
@@ -64,7 +69,7 @@ class PreviewServer:
     def _rebuild(self) -> None:
         """Build the page now (built-in checks), publish it, then again with the real-tool checks."""
         try:
-            preview = preview_edition(self.edition, self.root)
+            preview = preview_edition(self.edition, self.workspace())
         except CheckFailed as failed:
             self._publish(ReviewData(str(self.edition), core_problems=failed.problems,
                                      error=f"{len(failed.problems)} check(s) failed, listed below"))  # fmt: skip

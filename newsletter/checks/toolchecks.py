@@ -116,7 +116,7 @@ def checkers_cache() -> Path:
 
 def node_modules(root: Path | None = None) -> Path | None:
     """Where the npm checkers are (see the module's docstring), the first folder that has them."""
-    candidates = [os.environ.get("NEWSLETTER_NODE_MODULES", ""), str((root or Path.cwd()) / "node_modules"),
+    candidates = [os.environ.get("NEWSLETTER_NODE_MODULES", ""), str(root / "node_modules") if root else "",
                   str(checkers_cache() / "node_modules"), str(SOURCE_CHECKOUT / "node_modules")]  # fmt: skip
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 

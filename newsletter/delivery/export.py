@@ -10,10 +10,12 @@ from pathlib import Path
 
 from ..base.files import read_text
 from ..base.model import Recipient
+from ..base.workspace import Workspace
 from ..base.writer import atomic_write, csv_text, make_folder, safe_join
 from ..edition.compose import MessageFactory
 from ..edition.pipeline import prepare_for_recipients
-from .transport import EXPORT_FILE, FileTransport, run_deliveries
+from .files import EXPORT_FILE, FileTransport
+from .transport import run_deliveries
 
 MANIFEST = "manifest.csv"
 
@@ -26,10 +28,10 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def export_edition(edition: str | Path, recipients_csv: Path, out: Path, root: Path | None = None) -> ExportResult:
+def export_edition(edition: str | Path, recipients_csv: Path, out: Path, workspace: Workspace) -> ExportResult:
     """The dry run: one .eml per valid recipient plus manifest.csv, delivered through the same transport
     interface and the same composition as a send, into files. Imports nothing that can open a socket."""
-    factory, recipients = prepare_for_recipients(edition, recipients_csv, root)
+    factory, recipients = prepare_for_recipients(edition, recipients_csv, workspace)
     make_folder(out)
     earlier = _earlier_export(out)
     rows = run_deliveries(_deliver_to_files(factory, recipients.recipients, FileTransport(out)))

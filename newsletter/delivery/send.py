@@ -34,6 +34,7 @@ from ..audience.tokens import required_keys, unsubscribe_keys, verp_tag
 from ..base.addresses import mailbox_key, parse_mailbox
 from ..base.errors import ConfigError, DeliveryError, NewsletterError, SetupFailed
 from ..base.model import Publication
+from ..base.workspace import Workspace
 from ..edition.pipeline import prepare_for_recipients
 from .groupcommit import GroupCommit
 from .journal import Claim, Journal, JournalReader, JournalStore, Outcome, RateLimit, State, Step, journal_path
@@ -172,26 +173,28 @@ def recipients_fingerprint(rows: list[tuple]) -> str:
 class Send:
     """A prepared send: everything loaded and checked, nothing written and no connection opened until `run`."""
 
-    def __init__(self, edition: str | Path, recipients_csv: Path, root: Path | None = None,
+    def __init__(self, edition: str | Path, recipients_csv: Path, workspace: Workspace,
                  options: SendOptions | None = None, transport: TransportFactory | None = None) -> None:  # fmt: skip
         """`transport` makes one connection per lane; by default the configured SMTP server's."""
-        self.root = root or Path.cwd()
+        self.workspace = workspace
         self.options = options or SendOptions()
-        self.factory, recipients = prepare_for_recipients(edition, recipients_csv, self.root, apply_suppression=False)
+        self.factory, recipients = prepare_for_recipients(edition, recipients_csv, workspace, apply_suppression=False)
         self.problems = recipients.problems
         publication = self.factory.rendered.publication
         required_keys(publication.unsubscribe_secret, "send")
         if transport is None:
-            transport, self.where = transport_for(self.root, self.factory.sender.addr_spec, self.options.verbose)
+            transport, self.where = transport_for(
+                workspace.settings, self.factory.sender.addr_spec, self.options.verbose
+            )
         else:
             self.where = transport().where
         self.new_transport = transport
         self.return_path = _return_path(publication, self.factory.rendered.edition.name)
-        self.suppressed = suppressed_addresses(publication, self.root)
+        self.suppressed = suppressed_addresses(workspace)
         self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
         self._prints = (self.factory.fingerprint(), recipients_fingerprint(self._rows))
         self._recipients_csv = recipients_csv
-        self.path = journal_path(self.root, self.factory.rendered.edition.name)
+        self.path = journal_path(workspace.root, self.factory.rendered.edition.name)
         self.total = len(self._rows)
         self._counts: dict[str, int] = {}
         self.resuming = False
@@ -490,7 +493,7 @@ class _Runner:
         while True:
             await asyncio.sleep(SUPPRESSION_POLL_SECONDS)
             try:
-                current = suppressed_addresses(self.send.factory.rendered.publication, self.send.root)
+                current = suppressed_addresses(self.send.workspace)
                 dropped = self.journal.store.skip_suppressed(current - seen) if current - seen else []
             except NewsletterError as error:
                 self._note(f"could not read the suppression list: {error}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..base.addresses import parse_recipient
 from ..base.errors import ContentError, DeliveryError, SetupFailed
 from ..base.model import Recipient
+from ..base.workspace import Workspace
 from ..edition.compose import MessageFactory
 from ..edition.pipeline import render_checked
 from .transport import Transport, TransportFactory, run_deliveries, transport_for
@@ -32,7 +33,7 @@ class TestDelivery:
 def send_test(
     edition: str | Path,
     addresses: list[str],
-    root: Path | None = None,
+    workspace: Workspace,
     verbose: bool = False,
     transport: TransportFactory | None = None,
 ) -> list[TestDelivery]:
@@ -45,10 +46,10 @@ def send_test(
     if len(addresses) > MAX_TEST_ADDRESSES:
         raise ContentError(f"send-test sends to at most {MAX_TEST_ADDRESSES} addresses (got {len(addresses)})")
     checked = [parse_recipient(a) for a in addresses]
-    rendered = render_checked(edition, root)
-    factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX, unique_ids=True)
+    rendered = render_checked(edition, workspace)
+    factory = MessageFactory(rendered, subject_prefix=TEST_PREFIX, unique_ids=True, dkim=workspace.dkim)
     if transport is None:
-        transport, _ = transport_for(root, factory.sender.addr_spec, verbose)
+        transport, _ = transport_for(workspace.settings, factory.sender.addr_spec, verbose)
     # only the name typed with the address: a colleague must not be greeted as the list's test recipient
     messages = [factory.compose(Recipient(email=address, name=name)) for name, address in checked]
     return run_deliveries(_deliver(transport(), messages))

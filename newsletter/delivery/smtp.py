@@ -24,9 +24,10 @@ import logging
 import re
 import socket
 import ssl
+from collections.abc import Mapping
 
 from ..base.addresses import ascii_address
-from ..base.config import SMTPSettings
+from ..base.config import SMTPSettings, require_smtp_settings
 from ..base.errors import (
     AuthenticationFailed,
     ConnectionFailed,
@@ -37,7 +38,7 @@ from ..base.errors import (
     TemporaryFailure,
 )
 from ..edition.compose import ComposedMessage
-from .transport import Transport
+from .transport import Transport, TransportFactory
 
 log = logging.getLogger("newsletter.smtp")
 # Replies that ask a sender to back off: 421 (too many connections, closing), and the enhanced status codes
@@ -326,3 +327,9 @@ def _b64(text: str) -> str:
 
 def _joined(code: int, lines: list[str]) -> str:
     return f"{code} {' '.join(' '.join(lines).split())}"
+
+
+def from_settings(settings: Mapping[str, str], sender: str, verbose: bool = False) -> tuple[TransportFactory, str]:
+    """A connection per lane to the relay SMTP_HOST names."""
+    smtp = require_smtp_settings(settings)
+    return lambda: SMTPTransport(smtp, sender, verbose), f"{smtp.host}:{smtp.port}"

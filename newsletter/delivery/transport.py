@@ -8,23 +8,21 @@ loop decides what they mean for a recipient without knowing whether SMTP, files 
 The interface is asynchronous because one process drives many connections at once, each at its own server's
 pace (see `send`). Files and memory never wait, so for them `await` costs next to nothing.
 
-Implementations: `smtp.SMTPTransport`, `FileTransport` and `MemoryTransport` here. Another one (an ESP's HTTP
-batch API) is a new module plus a branch in `transport_for`.
+Implementations, each a module of this package named in TRANSPORTS: `smtp`, `files`, `memory` and `handler` (a
+function decides each reply, for tests). Another one (an ESP's HTTP batch API) is a new module plus one line
+there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ..base.config import SMTPSettings, require_smtp_settings
-from ..base.errors import DeliveryError
-from ..base.writer import atomic_write, safe_join
+from ..base.errors import ConfigError
 from ..edition.compose import ComposedMessage
 
 Result = TypeVar("Result")
@@ -69,73 +67,24 @@ class Transport(ABC):
         await self.close()
 
 
-EXPORT_FILE = re.compile(r"\d{5,}-[A-Za-z0-9._@+-]{1,100}\.eml")
-
-
-def export_file_name(index: int, email: str) -> str:
-    """`00001-alice@example.org.eml`: sortable, readable, and made only of characters safe in any file system."""
-    return f"{index:05d}-{re.sub(r'[^A-Za-z0-9._@+-]', '_', email)[:100]}.eml"
-
-
-class FileTransport(Transport):
-    """One .eml file per message in a folder, numbered in sending order; the reply is the file's name."""
-
-    def __init__(self, folder: Path, durable: bool = False) -> None:
-        self.folder = folder
-        self.where = str(folder)
-        self.durable = durable
-        self.count = 0
-
-    async def send(self, message: ComposedMessage) -> str:
-        self.count += 1
-        name = export_file_name(self.count, message.recipient.email)
-        atomic_write(safe_join(self.folder, name), message.data, durable=self.durable, private=True)
-        return name
-
-
-class MemoryTransport(Transport):
-    """Keeps messages in a list: for tests and for library users who hand the bytes on themselves.
-
-    `fail` maps an address to the errors its next sends raise, one per attempt, to exercise the send loop."""
-
-    def __init__(self, fail: Mapping[str, list[DeliveryError]] | None = None) -> None:
-        self.where = "memory"
-        self.sent: list[ComposedMessage] = []
-        self.fail = {address: list(errors) for address, errors in (fail or {}).items()}
-        self.opened = 0
-        self._open = False
-
-    async def open(self) -> None:
-        self.opened += 1
-        self._open = True
-
-    async def send(self, message: ComposedMessage) -> str:
-        errors = self.fail.get(message.recipient.email)
-        if errors:
-            raise errors.pop(0)
-        self.sent.append(message)
-        return f"250 stored as message {len(self.sent)}"
-
-    async def close(self) -> None:
-        self._open = False
-
-    @property
-    def is_open(self) -> bool:
-        return self._open
-
-
 TransportFactory = Callable[[], Transport]
 
+# The NEWSLETTER_TRANSPORT setting -> the module of this package that delivers that way. A new delivery service
+# (an ESP's HTTP API, say) is a module with a Transport and `from_settings`, plus one line here.
+TRANSPORTS = {
+    "smtp": "smtp",  # an SMTP relay: SMTP_HOST, SMTP_PORT, ... (the default)
+    "files": "files",  # one .eml per message into NEWSLETTER_OUTBOX: a spool another program sends from
+    "memory": "memory",  # kept in a list, for library users who hand the bytes on themselves
+    "handler": "handler",  # a function decides each reply: the test double of the send loop
+}
 
-def transport_for(root: Path | None, sender: str, verbose: bool = False) -> tuple[TransportFactory, str]:
-    """The configured network transport: a factory of connections, and where they go (for the plan).
 
-    Today that is SMTP (SMTP_HOST and friends); an HTTP API transport would add its settings and a branch here."""
-    settings = require_smtp_settings(root)
-    return _smtp_factory(settings, sender, verbose), f"{settings.host}:{settings.port}"
+def transport_for(settings: Mapping[str, str], sender: str, verbose: bool = False) -> tuple[TransportFactory, str]:
+    """The transport NEWSLETTER_TRANSPORT names (SMTP by default): a factory of connections, and where they go.
 
-
-def _smtp_factory(settings: SMTPSettings, sender: str, verbose: bool) -> TransportFactory:
-    from .smtp import SMTPTransport  # only a real send loads the network code
-
-    return lambda: SMTPTransport(settings, sender, verbose)
+    The module is imported by name, when asked for: a build or an export never loads the network code."""
+    name = settings.get("NEWSLETTER_TRANSPORT", "").strip().lower() or "smtp"
+    if name not in TRANSPORTS:
+        raise ConfigError(f"NEWSLETTER_TRANSPORT: unknown transport {name!r} (one of {', '.join(TRANSPORTS)})")
+    module = importlib.import_module(f"{__package__}.{TRANSPORTS[name]}")
+    return module.from_settings(settings, sender, verbose)

@@ -28,7 +28,7 @@ from email.utils import format_datetime, formataddr
 
 from ..audience.tokens import message_id_for, message_label, unsubscribe_keys, unsubscribe_token
 from ..base.addresses import ascii_address, parse_mailbox
-from ..base.dkim import DKIMSigner
+from ..base.dkim import DKIMKey, DKIMSigner
 from ..base.headers import check_header_value
 from ..base.model import Recipient, RenderedEdition
 from .render import split_placeholders
@@ -107,14 +107,15 @@ class MessageFactory:
         subject_prefix: str = "",
         now: dt.datetime | None = None,
         unique_ids: bool = False,
+        dkim: DKIMKey | None = None,
     ) -> None:
         """`unique_ids` gives every message a Message-ID of its own (test sends): a client that de-duplicates by
-        Message-ID must not hide the real edition from the person who tested it."""
+        Message-ID must not hide the real edition from the person who tested it. `dkim` signs every message."""
         publication = rendered.publication
         self.rendered = rendered
         self.unique_ids = unique_ids
         self._keys = unsubscribe_keys(publication.unsubscribe_secret)
-        self._signer = DKIMSigner(publication.dkim) if publication.dkim else None
+        self._signer = DKIMSigner(dkim) if dkim else None
         self.sender = parse_mailbox(publication.sender, "sender (NEWSLETTER_FROM or [publication] from)")
         self.subject = check_header_value(
             "subject", subject_prefix + rendered.edition.subject, rendered.edition.folder / "issue.toml"

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..base.errors import ContentError
 from ..base.files import read_text
 from ..base.model import Publication
+from ..base.workspace import Workspace
 from ..base.writer import atomic_write, safe_join
 from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, split_front_matter, toml_string
 from .verify import normalise
@@ -52,12 +53,10 @@ class ImportedFile:
     warnings: tuple[str, ...] = ()
 
 
-def import_article(
-    source: Path, publication: Publication, into: str | Path | None = None, root: Path | None = None
-) -> ImportedFile:
-    """Import `source` into an edition (created when missing, subject from the title)."""
-    root = root or Path.cwd()
-    article = parse_source(source, publication)
+def import_article(source: Path, workspace: Workspace, into: str | Path | None = None) -> ImportedFile:
+    """Import `source` into an edition of `workspace` (created when missing, subject from the title)."""
+    root = workspace.root
+    article = parse_source(source, workspace.publication)
     folder = _edition_folder(into, article.title, root)
     target = safe_join(folder, slugify(article.title) + ".md")
     if target.exists():

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..base.errors import ContentError
 from ..base.files import read_text
 from ..base.model import Article, Edition
+from ..base.workspace import ISSUES_DIR
 
-ISSUES_DIR = "issues"
 EDITION_FILE = "issue.toml"
 FRONT_MATTER_FENCE = "+++"
 _ARTICLE_KEYS = {"title", "author", "date", "summary", "canonical_url", "image", "image_alt"}
@@ -51,9 +51,8 @@ def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def edition_folder(edition: str | Path, root: Path | None = None) -> Path:
+def edition_folder(edition: str | Path, root: Path) -> Path:
     """Resolve EDITION as given on the command line: a folder path, or a name under issues/."""
-    root = root or Path.cwd()
     candidate = Path(edition)
     if candidate.is_dir() or len(candidate.parts) > 1:
         folder = candidate if candidate.is_absolute() else root / candidate
@@ -66,7 +65,7 @@ def edition_folder(edition: str | Path, root: Path | None = None) -> Path:
     return folder
 
 
-def load_edition(edition: str | Path, root: Path | None = None) -> Edition:
+def load_edition(edition: str | Path, root: Path) -> Edition:
     """Load an edition and every article it lists, checking each field on the way."""
     folder = edition_folder(edition, root)
     path = folder / EDITION_FILE

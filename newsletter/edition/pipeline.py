@@ -10,9 +10,9 @@ from pathlib import Path
 
 from ..audience.recipients import RecipientList, load_recipients, suppressed_addresses
 from ..base.addresses import parse_mailbox
-from ..base.config import load_publication
 from ..base.errors import CheckFailed
 from ..base.model import Publication, Recipient, RenderedEdition
+from ..base.workspace import Workspace
 from .compose import ComposedMessage, MessageFactory
 from .inline import inline_css
 from .load import load_edition
@@ -20,17 +20,10 @@ from .render import render_edition
 from .verify import check_rendered
 
 
-def render_checked(
-    edition: str | Path,
-    root: Path | None = None,
-    extra_fields: tuple[str, ...] = (),
-    publication: Publication | None = None,
-) -> RenderedEdition:
+def render_checked(edition: str | Path, workspace: Workspace, extra_fields: tuple[str, ...] = ()) -> RenderedEdition:
     """Load, render and inline an edition, then run every check; raises CheckFailed listing all problems."""
-    root = root or Path.cwd()
-    publication = publication or load_publication(root)
-    loaded = load_edition(edition, root)
-    rendered = render_edition(loaded, publication, root, extra_fields)
+    loaded = load_edition(edition, workspace.root)
+    rendered = render_edition(loaded, workspace.publication, workspace.templates, extra_fields)
     inlined = replace(rendered, html=inline_css(rendered.html))
     problems = check_rendered(inlined)
     if problems:
@@ -56,26 +49,24 @@ class EditionPreview:
     message: ComposedMessage
 
 
-def preview_edition(edition: str | Path, root: Path | None = None) -> EditionPreview:
+def preview_edition(edition: str | Path, workspace: Workspace) -> EditionPreview:
     """Render, check and compose the edition for the placeholder test recipient."""
-    rendered = render_checked(edition, root)
-    factory = MessageFactory(rendered)
+    rendered = render_checked(edition, workspace)
+    factory = MessageFactory(rendered, dkim=workspace.dkim)
     recipient = placeholder_recipient(rendered.publication)
     text, html = factory.personalise(recipient)
     return EditionPreview(rendered, text, html, factory.compose(recipient))
 
 
 def prepare_for_recipients(
-    edition: str | Path, recipients_csv: Path, root: Path | None = None, apply_suppression: bool = True
+    edition: str | Path, recipients_csv: Path, workspace: Workspace, apply_suppression: bool = True
 ) -> tuple[MessageFactory, RecipientList]:
     """Read the recipients, then render the edition once with their CSV columns available to templates.
 
     `send` passes apply_suppression=False and applies the list itself at every run, so an unsubscribe that
     arrives mid-send is honoured without making the recipients list look changed.
     """
-    root = root or Path.cwd()
-    publication = load_publication(root)
-    suppressed = suppressed_addresses(publication, root) if apply_suppression else frozenset()
+    suppressed = suppressed_addresses(workspace) if apply_suppression else frozenset()
     recipients = load_recipients(recipients_csv, suppressed)
-    rendered = render_checked(edition, root, recipients.columns, publication)
-    return MessageFactory(rendered), recipients
+    rendered = render_checked(edition, workspace, recipients.columns)
+    return MessageFactory(rendered, dkim=workspace.dkim), recipients

@@ -88,16 +88,15 @@ class RecipientPlaceholders:
             ) from None
 
 
-def template_environment(root: Path) -> jinja2.Environment:
+def template_environment(templates: Path | None) -> jinja2.Environment:
     """The Jinja environment for one render of one edition (~10 ms, so never per recipient).
 
-    A `templates/` folder in the working directory overrides any file of the packaged default theme. It is built
+    A workspace's `templates/` folder (`templates`) overrides any file of the packaged default theme. It is built
     anew per edition rather than cached, so a theme file added or edited since the last build (say, while
     `preview` runs) is always seen.
     """
-    loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(root / "templates"), jinja2.FileSystemLoader(PACKAGE_TEMPLATES)]
-    )
+    folders = [templates, PACKAGE_TEMPLATES] if templates is not None else [PACKAGE_TEMPLATES]
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(folder) for folder in folders])
     env = jinja2.Environment(
         loader=loader,
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=True),
@@ -246,13 +245,13 @@ def web_url(publication: Publication, edition: Edition) -> str:
 def render_edition(
     edition: Edition,
     publication: Publication,
-    root: Path | None = None,
+    templates: Path | None = None,
     extra_fields: Iterable[str] = (),
     web: bool = False,
 ) -> RenderedEdition:
-    """Render both parts of an edition once; `extra_fields` are the CSV columns templates may use. `web`
+    """Render both parts of an edition once, with the theme in `templates` over the packaged one; `extra_fields`
+    are the CSV columns templates may use. `web`
     renders the public web version instead: no recipient, a footer that says how to subscribe."""
-    root = (root or Path.cwd()).resolve()
     fields = BASE_RECIPIENT_FIELDS + tuple(f for f in extra_fields if f not in BASE_RECIPIENT_FIELDS)
     articles = [_article_context(a) for a in edition.articles]
     key = placeholder_key(edition)
@@ -264,7 +263,7 @@ def render_edition(
         "web": web,
         "web_url": web_url(publication, edition),
     }
-    env = template_environment(root)
+    env = template_environment(templates)
     html_part = _render_template(env, HTML_TEMPLATE, context)
     text_part = _render_template(env, TEXT_TEMPLATE, context)
     return RenderedEdition(edition, publication, html_part, _tidy_text(text_part), fields, key)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..base.errors import ConfigError, ContentError, NewsletterError
 from ..base.model import Publication
+from ..base.workspace import Workspace
 from ..base.writer import make_folder, write_files
 from ..delivery.journal import JournalReader, journal_path
 from ..edition.inline import inline_css
@@ -43,10 +44,11 @@ def was_sent(root: Path, name: str) -> bool:
         return False
 
 
-def archive_entry(root: Path, name: str, drafts: bool = False) -> ArchiveEntry | None:
+def archive_entry(workspace: Workspace, name: str, drafts: bool = False) -> ArchiveEntry | None:
     """The edition as the archive lists it, or None when it is not public: not sent (unless `drafts`), or a
     draft that does not load."""
-    if not (root / ISSUES_DIR / name / EDITION_FILE).is_file() or not (drafts or was_sent(root, name)):
+    root = workspace.root
+    if not (workspace.issues / name / EDITION_FILE).is_file() or not (drafts or was_sent(root, name)):
         return None
     try:
         edition = load_edition(name, root)
@@ -55,16 +57,17 @@ def archive_entry(root: Path, name: str, drafts: bool = False) -> ArchiveEntry |
     return ArchiveEntry(edition.name, edition.subject, edition.preheader, edition.date, f"{edition.name}/")
 
 
-def archive_entries(root: Path, drafts: bool = False) -> list[ArchiveEntry]:
+def archive_entries(workspace: Workspace, drafts: bool = False) -> list[ArchiveEntry]:
     """The editions the archive shows, newest first: those sent, or every one that loads with `drafts`."""
-    folder = root / ISSUES_DIR
-    found = [archive_entry(root, child.name, drafts) for child in (folder.iterdir() if folder.is_dir() else [])]
+    folder = workspace.issues
+    found = [archive_entry(workspace, child.name, drafts) for child in (folder.iterdir() if folder.is_dir() else [])]
     return sorted((entry for entry in found if entry), key=lambda e: (e.date, e.name), reverse=True)
 
 
-def web_version(root: Path, publication: Publication, name: str) -> str:
+def web_version(workspace: Workspace, name: str) -> str:
     """The edition's public web page: the email's HTML for nobody in particular, CSS inlined."""
-    rendered = render_edition(load_edition(name, root), publication, root, web=True)
+    publication = workspace.publication
+    rendered = render_edition(load_edition(name, workspace.root), publication, workspace.templates, web=True)
     return inline_css(rendered.html)
 
 
@@ -72,9 +75,10 @@ class Pages:
     """The small public pages (theme's colours, no JavaScript) from templates/page.html, compiled once: a new
     Jinja environment costs about 10 ms, which a server must not pay per request."""
 
-    def __init__(self, root: Path, publication: Publication) -> None:
+    def __init__(self, workspace: Workspace) -> None:
+        publication = workspace.publication
         self.publication = publication
-        self.template = template_environment(root).get_template("page.html")
+        self.template = template_environment(workspace.templates).get_template("page.html")
 
     def page(self, heading: str, paragraphs: list[str] = (), form: dict | None = None,
              editions: list[ArchiveEntry] | None = None, feed_url: str = "") -> str:  # fmt: skip
@@ -119,18 +123,19 @@ def feed_xml(publication: Publication, entries: list[ArchiveEntry], site: str) -
     return feed.atom_str(pretty=True)
 
 
-def write_archive(root: Path, publication: Publication, out: Path, drafts: bool = False) -> list[Path]:
+def write_archive(workspace: Workspace, out: Path, drafts: bool = False) -> list[Path]:
     """The archive as static files for any static host: index.html, NAME/index.html per edition, feed.xml.
     Never into the newsletter's own folder or any folder holding editions: NAME/index.html would land beside,
     or over, the editions' sources."""
+    root, publication = workspace.root, workspace.publication
     target = out.resolve()
     if target == root.resolve() or (target / ISSUES_DIR).exists() or root.resolve().is_relative_to(target):
         raise ContentError("is the newsletter's own folder (or holds issues/): choose an output folder of its own",
                            out)  # fmt: skip
-    entries = archive_entries(root, drafts)
-    files: dict[str, bytes | str] = {"index.html": Pages(root, publication).index(entries)}
+    entries = archive_entries(workspace, drafts)
+    files: dict[str, bytes | str] = {"index.html": Pages(workspace).index(entries)}
     for entry in entries:
-        files[f"{entry.name}/index.html"] = web_version(root, publication, entry.name)
+        files[f"{entry.name}/index.html"] = web_version(workspace, entry.name)
     files[FEED] = feed_xml(publication, entries, feed_base(publication))
     make_folder(out)
     return write_files(out, files, durable=False)

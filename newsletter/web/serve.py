@@ -28,15 +28,13 @@ import logging
 import time
 import urllib.parse
 from email import message_from_bytes, policy
-from pathlib import Path
 
-from ..audience.suppressions import StoreBusy, SuppressionStore, store_path
+from ..audience.suppressions import StoreBusy, SuppressionStore
 from ..audience.tokens import UNDO_SECONDS, read_undo_token, read_unsubscribe_token, required_keys, undo_token
-from ..base.config import load_publication
 from ..base.errors import NewsletterError
-from ..base.model import Publication
+from ..base.workspace import Workspace
 from ..delivery.groupcommit import GroupCommit
-from ..edition.load import ISSUES_DIR, check_edition_name
+from ..edition.load import check_edition_name
 from .archive import FEED, Pages, archive_entries, archive_entry, feed_base, feed_xml, web_version
 
 log = logging.getLogger("newsletter.serve")
@@ -72,8 +70,8 @@ def route(path: str) -> tuple[str, str]:
     return ("edition", parts[1]) if not parts[2] else ("", "")
 
 
-def create_app(root: Path, drafts: bool = False, publication: Publication | None = None):
-    """The ASGI application for the publication in `root`.
+def create_app(workspace: Workspace, drafts: bool = False):
+    """The ASGI application for the publication of `workspace`.
 
     Starlette's requests and responses under a dispatch of its own: five fixed routes need no router, and
     Starlette's application layers (router, error and exception middleware) cost a quarter of the CPU time of a
@@ -82,10 +80,10 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-    publication = publication or load_publication(root)
+    publication = workspace.publication
     keys = required_keys(publication.unsubscribe_secret, "serve")
     feed_base(publication)  # a missing public address is said at start, not as a failing request
-    store = SuppressionStore(store_path(root), wait=0)  # never let SQLite's wait stop the event loop
+    store = SuppressionStore(workspace.suppressions, wait=0)  # never let SQLite's wait stop the event loop
 
     def write_suppressions(entries: list[tuple[str, str, str]]) -> list[None]:
         store.add_many(entries)
@@ -93,7 +91,7 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
 
     writer = GroupCommit(write_suppressions)  # concurrent one-clicks share a transaction
     cache: dict[str, tuple[float, str]] = {}
-    pages = Pages(root, publication)
+    pages = Pages(workspace)
     unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
 
     def html(body: str, status: int = 200) -> Response:
@@ -125,11 +123,11 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
                 return b"".join(chunks)
 
     async def archive(request: Request, _: str) -> Response:
-        entries = await asyncio.to_thread(archive_entries, root, drafts)
+        entries = await asyncio.to_thread(archive_entries, workspace, drafts)
         return html(pages.index(entries))
 
     async def feed(request: Request, _: str) -> Response:
-        entries = await asyncio.to_thread(archive_entries, root, drafts)
+        entries = await asyncio.to_thread(archive_entries, workspace, drafts)
         return Response(feed_xml(publication, entries, feed_base(publication)), media_type="application/atom+xml",
                         headers=SECURITY_HEADERS)  # fmt: skip
 
@@ -138,11 +136,11 @@ def create_app(root: Path, drafts: bool = False, publication: Publication | None
             check_edition_name(name)
         except NewsletterError:
             return refusal(404, "Not found", "There is no such page.")
-        if await asyncio.to_thread(archive_entry, root, name, drafts) is None:
+        if await asyncio.to_thread(archive_entry, workspace, name, drafts) is None:
             return refusal(404, "Not found", "There is no such edition.")
-        stamp = _newest_change(root, name)
+        stamp = _newest_change(workspace, name)
         if name not in cache or cache[name][0] != stamp:
-            cache[name] = (stamp, await asyncio.to_thread(web_version, root, publication, name))
+            cache[name] = (stamp, await asyncio.to_thread(web_version, workspace, name))
         return html(cache[name][1])
 
     async def unsubscribe(request: Request, token: str) -> Response:
@@ -340,9 +338,9 @@ def _masked(address: str) -> str:
     return f"{local[:1]}•••@{domain}"
 
 
-def _newest_change(root: Path, name: str) -> float:
-    folder = root / ISSUES_DIR / name
-    files = [*folder.glob("*"), root / "newsletter.toml", *(root / "templates").glob("*")]
+def _newest_change(workspace: Workspace, name: str) -> float:
+    """The newest change to an edition's files or the theme: a web version is rendered again after one."""
+    files = [*(workspace.issues / name).glob("*"), *workspace.templates.glob("*")]
     return max((f.stat().st_mtime for f in files if f.is_file()), default=0.0)
 
 
@@ -362,14 +360,14 @@ def server_config(app, host: str = "127.0.0.1", port: int = 8080, root_path: str
                           http=deadline_protocol(request_timeout))  # fmt: skip
 
 
-def run_server(root: Path, host: str = "127.0.0.1", port: int = 8080, drafts: bool = False,
+def run_server(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080, drafts: bool = False,
                root_path: str = "", proxy: bool = False) -> None:  # fmt: skip
     """Serve until interrupted (uvicorn), printing where."""
     import uvicorn
 
     from ..base.ports import ensure_free
 
-    app = create_app(root, drafts)
+    app = create_app(workspace, drafts)
     ensure_free(host, port)
-    print(f"serving {load_publication(root).name} on http://{host}:{port}{root_path}/ (Ctrl-C to stop)", flush=True)
+    print(f"serving {workspace.publication.name} on http://{host}:{port}{root_path}/ (Ctrl-C to stop)", flush=True)
     uvicorn.Server(server_config(app, host, port, root_path, proxy)).run()
