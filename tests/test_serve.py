@@ -550,3 +550,39 @@ def test_serve_starts_again_at_once_on_the_same_port_after_kill_9(project: Path,
         finally:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(10)
+
+
+# --- the app without a server (httpx's ASGITransport) -------------------------------------------------------------
+
+
+def test_the_app_answers_through_asgi_without_a_socket(project: Path, site: int) -> None:
+    """Every route is a method of the app; httpx drives it in-process, so what needs no socket needs no server."""
+    import asyncio
+
+    import httpx
+
+    from newsletter.web.serve import create_app
+
+    async def exchange() -> list[httpx.Response]:
+        app = create_app(open_workspace(project), drafts=True)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://news.test") as client:
+            return [
+                await client.get(unsubscribe_path("asgi@example.org")),
+                await client.post(
+                    unsubscribe_path("asgi@example.org"),
+                    content=ONE_CLICK,
+                    headers={"Content-Type": "application/x-www-form-urlencoded"},
+                ),
+                await client.get("/"),
+                await client.get("/nowhere/"),
+                await client.put("/feed.xml"),
+            ]
+
+    page, one_click_answer, index, missing, wrong_method = asyncio.run(exchange())
+    assert page.status_code == 200 and "Unsubscribe from Seattle Neuro Blog?" in page.text
+    assert one_click_answer.status_code == 200 and one_click_answer.text == "Unsubscribed from Seattle Neuro Blog."
+    assert index.status_code == 200 and "back-pain/" in index.text
+    assert missing.status_code == 404 and wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "GET, HEAD"
+    assert suppressed(project) == {"asgi@example.org": "unsubscribe"}

@@ -29,6 +29,9 @@ import time
 import urllib.parse
 from email import message_from_bytes, policy
 
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
 from ..audience.suppressions import StoreBusy, SuppressionStore
 from ..audience.tokens import UNDO_SECONDS, read_undo_token, read_unsubscribe_token, required_keys, undo_token
 from ..base.errors import NewsletterError
@@ -70,176 +73,182 @@ def route(path: str) -> tuple[str, str]:
     return ("edition", parts[1]) if not parts[2] else ("", "")
 
 
-def create_app(workspace: Workspace, drafts: bool = False):
-    """The ASGI application for the publication of `workspace`.
+def create_app(workspace: Workspace, drafts: bool = False) -> Site:
+    """The ASGI application for the publication of `workspace` (`--drafts`: every edition is public)."""
+    return Site(workspace, drafts)
 
-    Starlette's requests and responses under a dispatch of its own: five fixed routes need no router, and
-    Starlette's application layers (router, error and exception middleware) cost a quarter of the CPU time of a
-    one-click POST (benchmarks/serve.py). What they did is here: 404 and 405 pages, a plain 500 page for a bug,
-    and the lifespan that closes the store."""
-    from starlette.requests import Request
-    from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-    publication = workspace.publication
-    keys = required_keys(publication.unsubscribe_secret, "serve")
-    feed_base(publication)  # a missing public address is said at start, not as a failing request
-    store = SuppressionStore(workspace.suppressions, wait=0)  # never let SQLite's wait stop the event loop
+class Site:
+    """The ASGI application: Starlette's requests and responses under a dispatch of its own.
 
-    def write_suppressions(entries: list[tuple[str, str, str]]) -> list[None]:
-        store.add_many(entries)
+    Five fixed routes need no router, and Starlette's application layers (router, error and exception
+    middleware) cost a quarter of the CPU time of a one-click POST. What they did is here: 404 and 405 pages, a
+    plain 500 page for a bug, and the lifespan that closes the store. Each route is a method taking the request
+    and the path's parameter, so a test can call the app through httpx's ASGITransport without a server."""
+
+    def __init__(self, workspace: Workspace, drafts: bool = False) -> None:
+        self.workspace, self.drafts = workspace, drafts
+        self.publication = publication = workspace.publication
+        self.keys = required_keys(publication.unsubscribe_secret, "serve")
+        feed_base(publication)  # a missing public address is said at start, not as a failing request
+        self.store = SuppressionStore(workspace.suppressions, wait=0)  # SQLite's wait would stop the event loop
+        self.writer = GroupCommit(self._write_suppressions)  # concurrent one-clicks share a transaction
+        self.cache: dict[str, tuple[float, str]] = {}
+        self.pages = Pages(workspace)
+        self.unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
+        self.routes = {  # each route's handler and the methods it answers: any other path is a 404, method a 405
+            "archive": (self.archive, READ),
+            "feed": (self.feed, READ),
+            "unsubscribe": (self.unsubscribe, (*READ, "POST")),
+            "resubscribe": (self.resubscribe, ("POST",)),
+            "edition": (self.edition, READ),
+        }
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, self.store.close)
+        elif scope["type"] == "http":
+            request = Request(scope, receive)
+            await (await self.respond(request))(scope, receive, send)
+
+    def _write_suppressions(self, entries: list[tuple[str, str, str]]) -> list[None]:
+        self.store.add_many(entries)
         return [None] * len(entries)
 
-    writer = GroupCommit(write_suppressions)  # concurrent one-clicks share a transaction
-    cache: dict[str, tuple[float, str]] = {}
-    pages = Pages(workspace)
-    unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
+    # --- answers ------------------------------------------------------------------------------------------------
 
-    def html(body: str, status: int = 200) -> Response:
+    def html(self, body: str, status: int = 200) -> Response:
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
-    def refusal(status: int, heading: str, text: str) -> Response:
-        return html(pages.page(heading, [text]), status)
+    def refusal(self, status: int, heading: str, text: str) -> Response:
+        return self.html(self.pages.page(heading, [text]), status)
 
-    def invalid_link() -> Response:
-        return refusal(400, "This link is not valid",
-                       "The link may have been cut short or changed. Use the unsubscribe link in the most recent "
-                       "email, or reply to that email and ask to be removed.")  # fmt: skip
+    def invalid_link(self) -> Response:
+        return self.refusal(400, "This link is not valid",
+                            "The link may have been cut short or changed. Use the unsubscribe link in the most "
+                            "recent email, or reply to that email and ask to be removed.")  # fmt: skip
 
-    async def body_of(request: Request) -> bytes | None:
-        """The request body, or None when it is larger than MAX_BODY (read no further)."""
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return None
-        chunks, size = [], 0
-        while True:  # ASGI's receive, not Request.stream(): an async generator costs a tenth of a one-click
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                return b"".join(chunks)
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def archive(request: Request, _: str) -> Response:
-        entries = await asyncio.to_thread(archive_entries, workspace, drafts)
-        return html(pages.index(entries))
-
-    async def feed(request: Request, _: str) -> Response:
-        entries = await asyncio.to_thread(archive_entries, workspace, drafts)
-        return Response(feed_xml(publication, entries, feed_base(publication)), media_type="application/atom+xml",
-                        headers=SECURITY_HEADERS)  # fmt: skip
-
-    async def edition(request: Request, name: str) -> Response:
-        try:
-            check_edition_name(name)
-        except NewsletterError:
-            return refusal(404, "Not found", "There is no such page.")
-        if await asyncio.to_thread(archive_entry, workspace, name, drafts) is None:
-            return refusal(404, "Not found", "There is no such edition.")
-        stamp = _newest_change(workspace, name)
-        if name not in cache or cache[name][0] != stamp:
-            cache[name] = (stamp, await asyncio.to_thread(web_version, workspace, name))
-        return html(cache[name][1])
-
-    async def unsubscribe(request: Request, token: str) -> Response:
-        address = read_unsubscribe_token(keys, publication.list_id, token)
-        if request.method != "POST":
-            if address is None:
-                return invalid_link()
-            return html(pages.page(f"Unsubscribe from {publication.name}?",
-                             [f"{_masked(address)} will get no more emails from {publication.name}."],
-                             form={"action": "", "button": "Unsubscribe", "fields": UNSUBSCRIBE_FORM}))  # fmt: skip
-        body = await body_of(request)
-        if body is None:
-            return refusal(413, "Request too large", "The request was larger than an unsubscribe needs.")
-        if address is None:
-            return invalid_link()
-        kind = _one_click(request.headers.get("content-type", ""), body)
-        if kind is None:
-            why = "Use the button on the unsubscribe page, or your mail program's unsubscribe button."
-            return refusal(400, "Not an unsubscribe request", why)
-        await patiently(writer.submit, (address, "unsubscribe", "one-click (RFC 8058)"))
-        log.info("unsubscribed %s", _masked(address))
-        if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
-            return unsubscribed
-        gone = [f"{_masked(address)} will get no more emails from {publication.name}."]
-        since = await patiently(asyncio.to_thread, store.suppressed, address)
-        if since is None or since.reason != "unsubscribe" or time.time() - since.at > UNDO_SECONDS:
-            return html(pages.page("You are unsubscribed", gone))  # no undo for a bounce, or after the week
-        # the undo lasts a week from the unsubscribe itself, however often the link is used again
-        undo = {"action": f"../resubscribe/{undo_token(keys, publication.list_id, address, since.at)}",
-                "button": "Undo: subscribe me again", "fields": ()}  # fmt: skip
-        return html(
-            pages.page(
-                "You are unsubscribed", [*gone, "Changed your mind? You can undo this for seven days."], form=undo
-            )
-        )
-
-    async def resubscribe(request: Request, token: str) -> Response:
-        if not _same_origin(request, publication.site_url):
-            return refusal(403, "Not allowed", "Undo works only from the button on our own confirmation page.")
-        body = await body_of(request)
-        if body is None:
-            return refusal(413, "Request too large", "The request was larger than this needs.")
-        address = read_undo_token(keys, publication.list_id, token)
-        if address is None:
-            return refusal(400, "This link has expired or is not valid",
-                           "Undo works for seven days after unsubscribing. To subscribe again, sign up on our "
-                           "website.")  # fmt: skip
-        await patiently(asyncio.to_thread, store.remove, address, ("unsubscribe",))
-        log.info("resubscribed %s", _masked(address))
-        still = await patiently(asyncio.to_thread, store.suppressed, address)
-        if still is not None:  # a bounce or a complaint is not the reader's to undo: say so, not "subscribed"
-            return html(
-                pages.page(
-                    "Your unsubscribe is undone",
-                    [
-                        f"But {publication.name} still cannot mail {_masked(address)}: earlier mail to it "
-                        f"{_STILL_SUPPRESSED.get(still.reason, 'was stopped')}. Reply to one of our emails to "
-                        "sort it out."
-                    ],
-                )
-            )
-        again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
-        return html(pages.page("You are subscribed again", [again]))
-
-    routes = {  # each route's handler and the methods it answers; any other path is a 404, any other method a 405
-        "archive": (archive, READ),
-        "feed": (feed, READ),
-        "unsubscribe": (unsubscribe, (*READ, "POST")),
-        "resubscribe": (resubscribe, ("POST",)),
-        "edition": (edition, READ),
-    }
-
-    async def respond(request: Request) -> Response:
+    async def respond(self, request: Request) -> Response:
         name, parameter = route(_route_path(request.scope))
         if not name:
-            return refusal(404, "Not found", "There is no such page.")
-        handler, methods = routes[name]
+            return self.refusal(404, "Not found", "There is no such page.")
+        handler, methods = self.routes[name]
         if request.method not in methods:
-            response = refusal(405, "Not allowed", "There is no such page.")
+            response = self.refusal(405, "Not allowed", "There is no such page.")
             response.headers["allow"] = ", ".join(methods)
             return response
         try:
             return await handler(request, parameter)
         except StoreBusy:
-            response = refusal(503, "Busy", "Please try again in a moment.")
+            response = self.refusal(503, "Busy", "Please try again in a moment.")
             response.headers["retry-after"] = "5"
             return response
         except Exception:
             log.exception("error answering a %s request to /%s/", request.method, name)
             return PlainTextResponse("Internal Server Error", status_code=500, headers=SECURITY_HEADERS)
 
-    async def app(scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send, store.close)
-        elif scope["type"] == "http":
-            request = Request(scope, receive)
-            await (await respond(request))(scope, receive, send)
+    # --- the routes ---------------------------------------------------------------------------------------------
 
-    return app
+    async def archive(self, request: Request, _: str) -> Response:
+        entries = await asyncio.to_thread(archive_entries, self.workspace, self.drafts)
+        return self.html(self.pages.index(entries))
+
+    async def feed(self, request: Request, _: str) -> Response:
+        entries = await asyncio.to_thread(archive_entries, self.workspace, self.drafts)
+        xml = feed_xml(self.publication, entries, feed_base(self.publication))
+        return Response(xml, media_type="application/atom+xml", headers=SECURITY_HEADERS)
+
+    async def edition(self, request: Request, name: str) -> Response:
+        try:
+            check_edition_name(name)
+        except NewsletterError:
+            return self.refusal(404, "Not found", "There is no such page.")
+        if await asyncio.to_thread(archive_entry, self.workspace, name, self.drafts) is None:
+            return self.refusal(404, "Not found", "There is no such edition.")
+        stamp = _newest_change(self.workspace, name)
+        if name not in self.cache or self.cache[name][0] != stamp:
+            self.cache[name] = (stamp, await asyncio.to_thread(web_version, self.workspace, name))
+        return self.html(self.cache[name][1])
+
+    async def unsubscribe(self, request: Request, token: str) -> Response:
+        """GET shows a button and changes nothing; POST (RFC 8058 one-click, or that button) suppresses."""
+        publication = self.publication
+        address = read_unsubscribe_token(self.keys, publication.list_id, token)
+        if request.method != "POST":
+            if address is None:
+                return self.invalid_link()
+            return self.html(self.pages.page(
+                f"Unsubscribe from {publication.name}?",
+                [f"{_masked(address)} will get no more emails from {publication.name}."],
+                form={"action": "", "button": "Unsubscribe", "fields": UNSUBSCRIBE_FORM}))  # fmt: skip
+        body = await _body(request)
+        if body is None:
+            return self.refusal(413, "Request too large", "The request was larger than an unsubscribe needs.")
+        if address is None:
+            return self.invalid_link()
+        kind = _one_click(request.headers.get("content-type", ""), body)
+        if kind is None:
+            why = "Use the button on the unsubscribe page, or your mail program's unsubscribe button."
+            return self.refusal(400, "Not an unsubscribe request", why)
+        await patiently(self.writer.submit, (address, "unsubscribe", "one-click (RFC 8058)"))
+        log.info("unsubscribed %s", _masked(address))
+        if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
+            return self.unsubscribed
+        return await self._unsubscribed_page(address)
+
+    async def _unsubscribed_page(self, address: str) -> Response:
+        """The confirmation, with an undo that lasts a week from the unsubscribe itself, however often the link
+        is used again; none for a bounce, or after the week."""
+        gone = [f"{_masked(address)} will get no more emails from {self.publication.name}."]
+        since = await patiently(asyncio.to_thread, self.store.suppressed, address)
+        if since is None or since.reason != "unsubscribe" or time.time() - since.at > UNDO_SECONDS:
+            return self.html(self.pages.page("You are unsubscribed", gone))
+        undo = {"action": f"../resubscribe/{undo_token(self.keys, self.publication.list_id, address, since.at)}",
+                "button": "Undo: subscribe me again", "fields": ()}  # fmt: skip
+        more = "Changed your mind? You can undo this for seven days."
+        return self.html(self.pages.page("You are unsubscribed", [*gone, more], form=undo))
+
+    async def resubscribe(self, request: Request, token: str) -> Response:
+        """The undo button: only from our own page, within the week, and truthful about what stays."""
+        publication = self.publication
+        if not _same_origin(request, publication.site_url):
+            return self.refusal(403, "Not allowed", "Undo works only from the button on our own confirmation page.")
+        body = await _body(request)
+        if body is None:
+            return self.refusal(413, "Request too large", "The request was larger than this needs.")
+        address = read_undo_token(self.keys, publication.list_id, token)
+        if address is None:
+            return self.refusal(400, "This link has expired or is not valid",
+                                "Undo works for seven days after unsubscribing. To subscribe again, sign up on our "
+                                "website.")  # fmt: skip
+        await patiently(asyncio.to_thread, self.store.remove, address, ("unsubscribe",))
+        log.info("resubscribed %s", _masked(address))
+        still = await patiently(asyncio.to_thread, self.store.suppressed, address)
+        if still is not None:  # a bounce or a complaint is not the reader's to undo: say so, not "subscribed"
+            why = _STILL_SUPPRESSED.get(still.reason, "was stopped")
+            return self.html(self.pages.page("Your unsubscribe is undone", [
+                f"But {publication.name} still cannot mail {_masked(address)}: earlier mail to it {why}. Reply to "
+                "one of our emails to sort it out."]))  # fmt: skip
+        again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
+        return self.html(self.pages.page("You are subscribed again", [again]))
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None when it is larger than MAX_BODY (read no further)."""
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    while True:  # ASGI's receive, not Request.stream(): an async generator costs a tenth of a one-click
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 STORE_WAIT = 10.0  # how long a request waits for another process to let go of the suppression store
