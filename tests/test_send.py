@@ -356,8 +356,8 @@ def test_plain_progress_line_per_thousand_without_a_terminal(project: Path, smtp
 
 def test_without_a_terminal_progress_is_a_line_at_least_every_ten_seconds(monkeypatch, capsys) -> None:
     """Under cron or systemd a slow send still shows it is alive: a line when it starts, then every 10 s."""
-    from newsletter.cli import _ProgressPrinter
     from newsletter.delivery.send import Progress
+    from newsletter.sending import _ProgressPrinter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     now = [0.0]
