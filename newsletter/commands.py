@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    from .checks.toolchecks import screenshots
+    from .checks.chromium import screenshots
 
     preview = preview_edition(edition_argument(args.edition), current_workspace())
     for path in screenshots(preview.html, args.out):
@@ -296,7 +296,7 @@ def cmd_dkim_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_install_checkers(args: argparse.Namespace) -> int:
-    from .checks.toolchecks import install_checkers
+    from .checks.tools import install_checkers
 
     folder = install_checkers()
     print(f"installed axe-core, the Nu HTML checker and the caniemail data into {folder}; `newsletter check` uses "

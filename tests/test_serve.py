@@ -353,7 +353,8 @@ def test_suppression_commands(project: Path, cli) -> None:
 def test_a_reader_unsubscribes_in_a_real_browser_and_every_page_passes_axe(project: Path, web_server) -> None:
     """Headless Chromium opens the unsubscribe link of a real message, clicks the button, sees the confirmation;
     axe-core (WCAG 2 A/AA) finds nothing on any page, and nothing scrolls sideways at 375 px."""
-    from newsletter.checks.toolchecks import AXE_TAGS, browser, node_modules
+    from newsletter.checks.chromium import AXE_TAGS, browser
+    from newsletter.checks.tools import node_modules
 
     modules = node_modules(project)
     axe = modules / "axe-core" / "axe.min.js" if modules else None

@@ -169,16 +169,16 @@ def test_a_hanging_checker_fails_the_check(tmp_path: Path, monkeypatch) -> None:
 def test_the_checkers_are_found_outside_the_source_checkout(project: Path, tmp_path: Path, monkeypatch) -> None:
     """Installed with `newsletter install-checkers` into the per-user cache, they work from any folder; without
     them the skip names that command."""
-    import newsletter.checks.toolchecks as toolchecks
+    import newsletter.checks.tools as tools
 
-    modules = toolchecks.node_modules()
+    modules = tools.node_modules()
     assert modules is not None, "the checkers of this checkout (scripts/install-test-tools) are needed here"
-    monkeypatch.setattr(toolchecks, "SOURCE_CHECKOUT", tmp_path / "not-a-checkout")
+    monkeypatch.setattr(tools, "SOURCE_CHECKOUT", tmp_path / "not-a-checkout")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     preview = preview_edition(SAMPLE_EDITION, open_workspace(project))
     missing = standards_check(preview.html, project)
     assert missing.status == SKIPPED and "newsletter install-checkers" in missing.details[0]
-    cache = toolchecks.checkers_cache()
+    cache = tools.checkers_cache()
     cache.mkdir(parents=True)
     (cache / "node_modules").symlink_to(modules)  # what install-checkers leaves there (it needs the network)
     for check in (standards_check(preview.html, project), client_support_check(preview.html, project)):

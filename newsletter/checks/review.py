@@ -16,7 +16,7 @@ from email import message_from_bytes, policy
 
 from ..edition.pipeline import EditionPreview
 from ..edition.verify import GMAIL_CLIP_BYTES
-from .toolchecks import ToolCheck
+from .tools import ToolCheck
 
 RELOAD_SCRIPT = """<script>
 let shown = null;

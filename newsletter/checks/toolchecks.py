@@ -17,32 +17,20 @@ Where the tools are found, wherever the user works (not only in this repository)
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-PASSED, FAILED, WARNING, SKIPPED = "passed", "failed", "warning", "skipped"
-PHONE, DESKTOP = 375, 1024
-MIN_FONT_PX = 14
-MAX_COLUMN_PX = 600
+from .chromium import browser_checks
+from .tools import FAILED, INSTALL_HINT, PASSED, SKIPPED, WARNING, Origin, ToolCheck, node_modules, timed, verdict
+
 SPAM_MAX_SCORE = 0.0
 SPAM_MAX_RULE = 0.01
-INSTALL_HINT = "install them with `newsletter install-checkers` (needs npm; pinned versions, per-user cache)"
-CHECKERS = {"axe-core": "4.14.1", "vnu-jar": "26.9.27", "caniemail": "1.0.5"}  # as package.json pins them
 TOOL_TIMEOUT = 300  # seconds any one tool may take before its check counts as failed
 
-# axe-core rules left out, by name: every email trips them, because an email is a fragment shown inside the mail
-# client's own page, which provides the landmarks (<main>, regions) around it.
-AXE_SKIPPED_RULES = ("region", "landmark-one-main")
-AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice")
 
 # Nu HTML checker errors that are deliberate email-client hacks, each with why it stays.
 VNU_ALLOWED = (
@@ -76,231 +64,6 @@ CANIEMAIL_CLIENTS = {
 }
 
 
-@dataclass
-class ToolCheck:
-    """One tool's verdict: what it checked, with what, how long it took, and what to fix."""
-
-    name: str
-    tool: str
-    status: str
-    seconds: float = 0.0
-    details: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        head = f"{self.name}: {self.status} ({self.tool}, {self.seconds:.1f} s)"
-        return head + "".join(f"\n  - {d}" for d in self.details)
-
-
-def _timed(name: str, tool: str, run: Callable[[], tuple[str, list[str]]]) -> ToolCheck:
-    """Run one check; a tool that crashes or hangs fails the check (a check that did not run has not passed)."""
-    start = time.perf_counter()
-    try:
-        status, details = run()
-    except subprocess.TimeoutExpired as error:
-        status, details = FAILED, [f"{tool} did not finish within {error.timeout:g} s"]
-    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as error:
-        status, details = FAILED, [f"{tool} could not be run or read: {error.__class__.__name__}: {error}"]
-    except Exception as error:  # the browser's own errors (Playwright), whatever their class
-        status, details = FAILED, [f"{tool} failed: {' '.join(str(error).split())[:300]}"]
-    return ToolCheck(name, tool, status, time.perf_counter() - start, details)
-
-
-SOURCE_CHECKOUT = Path(__file__).resolve().parents[2]
-
-
-def checkers_cache() -> Path:
-    """The per-user folder `newsletter install-checkers` installs the npm checkers into."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "newsletter" / "checkers"
-
-
-def node_modules(root: Path | None = None) -> Path | None:
-    """Where the npm checkers are (see the module's docstring), the first folder that has them."""
-    candidates = [os.environ.get("NEWSLETTER_NODE_MODULES", ""), str(root / "node_modules") if root else "",
-                  str(checkers_cache() / "node_modules"), str(SOURCE_CHECKOUT / "node_modules")]  # fmt: skip
-    return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
-
-
-def install_checkers() -> Path:
-    """Install the pinned npm checkers into the per-user cache; returns the node_modules folder."""
-    from ..base.errors import ConfigError
-
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ConfigError("install-checkers needs npm (apt-get install npm, or Node.js from nodejs.org)")
-    folder = checkers_cache()
-    folder.mkdir(parents=True, exist_ok=True)
-    packages = [f"{name}@{version}" for name, version in CHECKERS.items()]
-    # vnu-jar's install script only downloads a Java runtime; the system's Java runs the jar
-    command = [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--ignore-scripts", *packages]
-    try:  # npm's output is not always UTF-8 (a Windows code page in a path, say): replace, never crash on it
-        result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                                timeout=600)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise ConfigError(f"npm did not finish installing the checkers into {folder} within 10 minutes") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ConfigError(f"npm could not install the checkers into {folder}: {last}")
-    return folder / "node_modules"
-
-
-def chromium_path() -> str | None:
-    """$NEWSLETTER_CHROMIUM, else Debian's Chromium; None lets Playwright use the browser it installed."""
-    return os.environ.get("NEWSLETTER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-# --- headless Chromium -------------------------------------------------------------------------------------------
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-
-
-@contextlib.contextmanager
-def browser() -> Iterator[object | None]:
-    """A Playwright-driven Chromium (see `chromium_path`), or None when Playwright or every browser is missing."""
-    executable = chromium_path()
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        yield None
-        return
-    with sync_playwright() as playwright:
-        try:
-            instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Error:
-            if executable is not None:  # a browser that is there but will not start is a failure, not a skip
-                raise
-            yield None
-            return
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-def open_page(instance, html: str, width: int, dark: bool = False):
-    """The email in a fresh page of `width` CSS pixels; every network request is refused (data: URIs load)."""
-    page = instance.new_page(viewport={"width": width, "height": 900}, color_scheme="dark" if dark else "light")
-    page.route("**/*", lambda route: route.abort())
-    page.set_content(html, wait_until="load")
-    return page
-
-
-INSPECT_SCRIPT = Path(__file__).parent / "browser" / "inspect.js"
-
-
-def inspect_page(instance, html: str, width: int, dark: bool = False) -> dict:
-    """Run newsletter/browser/inspect.js on the email at `width`, in light or dark mode."""
-    script = INSPECT_SCRIPT.read_text(encoding="utf-8")
-    return open_page(instance, html, width, dark).evaluate(script, {"minFont": MIN_FONT_PX, "dark": dark})
-
-
-def layout_problems(instance, html: str, origin: Origin = lambda src: "") -> list[str]:
-    """Phone: no horizontal scroll, text >= 14px, images within the column. Desktop: column <= 600px, centred.
-    Dark mode: WCAG AA contrast for every visible piece of text. `origin` names the file an image came from."""
-    problems = []
-    phone = inspect_page(instance, html, PHONE)
-    if phone["scrollWidth"] > PHONE:
-        problems.append(
-            f"at {PHONE}px the page is {phone['scrollWidth']}px wide: something overflows (scrolls sideways)"
-        )
-    problems += [f"at {PHONE}px text under {MIN_FONT_PX}px: {s}" for s in phone["small"]]
-    for image in phone["wide"]:
-        source = origin(image["src"])
-        problems.append(f"at {PHONE}px the image {image['src'][:80]!r} (alt {image['alt'][:60]!r})"
-                        + (f" of {source}" if source else "")
-                        + f" is {image['width']}px wide: it overflows")  # fmt: skip
-    desktop = inspect_page(instance, html, DESKTOP)
-    column = desktop["column"]
-    if column is None:
-        problems.append(f"at {DESKTOP}px no content column narrower than the window holds the <h1>")
-    else:
-        if column["width"] > MAX_COLUMN_PX + 0.5:
-            problems.append(f"at {DESKTOP}px the content column is {column['width']:.0f}px (at most {MAX_COLUMN_PX})")
-        if abs(column["left"] - (desktop["viewport"] - column["right"])) > 2:
-            problems.append(f"at {DESKTOP}px the content column is not centred")
-    for width in (PHONE, DESKTOP):
-        low = inspect_page(instance, html, width, dark=True)["low"]
-        problems += [f"dark mode at {width}px, contrast below WCAG AA: {item}" for item in low]
-    return problems
-
-
-def axe_violations(instance, html: str, axe_source: str) -> list[str]:
-    """axe-core's WCAG 2 A/AA and best-practice rules, in light and in dark mode."""
-    found = []
-    for dark in (False, True):
-        page = open_page(instance, html, DESKTOP, dark=dark)
-        page.add_script_tag(content=axe_source)
-        options = {"runOnly": {"type": "tag", "values": list(AXE_TAGS)},
-                   "rules": {rule: {"enabled": False} for rule in AXE_SKIPPED_RULES}}  # fmt: skip
-        result = page.evaluate("async (options) => await axe.run(document, options)", options)
-        for violation in result["violations"]:
-            targets = ", ".join(str(node["target"][0]) for node in violation["nodes"][:3])
-            line = f"{violation['id']} ({violation['impact']}): {violation['help']} [{targets}]"
-            if line not in found:
-                found.append(line + (" in dark mode" if dark else ""))
-    return found
-
-
-Origin = Callable[[str], str]  # an image's src -> the article file it came from ('' when unknown)
-
-
-def browser_checks(html: str, root: Path | None = None, origin: Origin = lambda src: "") -> list[ToolCheck]:
-    """Layout and accessibility, sharing one Chromium."""
-    try:
-        return _browser_checks(html, root, origin)
-    except Exception as error:  # Chromium that would not start or crashed: both checks failed, not skipped
-        why = f"Chromium failed: {' '.join(str(error).split())[:300]}"
-        return [ToolCheck("responsive layout", "headless Chromium", FAILED, details=[why]),
-                ToolCheck("accessibility", "axe-core in Chromium", FAILED, details=[why])]  # fmt: skip
-
-
-def _browser_checks(html: str, root: Path | None, origin: Origin) -> list[ToolCheck]:
-    modules = node_modules(root)
-    axe_file = modules / "axe-core" / "axe.min.js" if modules else None
-    with browser() as instance:
-        if instance is None:
-            why = (
-                "Chromium or Playwright for Python not installed: pip install 'newsletter[review]', then apt-get "
-                "install chromium (or `playwright install chromium`, or set NEWSLETTER_CHROMIUM)"
-            )
-            return [ToolCheck("responsive layout", "headless Chromium", SKIPPED, details=[why]),
-                    ToolCheck("accessibility", "axe-core in Chromium", SKIPPED, details=[why])]  # fmt: skip
-        version = instance.version
-        layout = _timed("responsive layout", f"Chromium {version}",
-                        lambda: _verdict(layout_problems(instance, html, origin)))  # fmt: skip
-        if axe_file is None or not axe_file.is_file():
-            access = ToolCheck("accessibility", "axe-core", SKIPPED, details=[f"axe-core not found: {INSTALL_HINT}"])
-        else:
-            source = axe_file.read_text(encoding="utf-8")
-            axe_version = re.search(r"axe v([\d.]+)", source[:300])
-            access = _timed("accessibility", f"axe-core {axe_version[1] if axe_version else ''} in Chromium {version}",
-                            lambda: _verdict(axe_violations(instance, html, source)))  # fmt: skip
-    return [layout, access]
-
-
-def screenshots(html: str, out: Path) -> list[Path]:
-    """desktop.png, mobile.png and dark.png of the email, as Chromium renders it."""
-    out.mkdir(parents=True, exist_ok=True)
-    shots = {"desktop.png": (DESKTOP, False), "mobile.png": (PHONE, False), "dark.png": (PHONE, True)}
-    with browser() as instance:
-        if instance is None:
-            from ..base.errors import ConfigError
-
-            raise ConfigError("screenshot needs Chromium and Playwright for Python: apt-get install chromium; "
-                              "pip install playwright")  # fmt: skip
-        paths = []
-        for name, (width, dark) in shots.items():
-            page = open_page(instance, html, width, dark)
-            page.screenshot(path=str(out / name), full_page=True)
-            paths.append(out / name)
-    return paths
-
-
-def _verdict(problems: list[str]) -> tuple[str, list[str]]:
-    return (FAILED if problems else PASSED), problems
-
-
 # --- SpamAssassin ------------------------------------------------------------------------------------------------
 
 _SA_RULE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s+([A-Z0-9_]+)\s+(.*)$")
@@ -325,9 +88,9 @@ def spam_check(message: bytes) -> ToolCheck:
         problems = [f"{name} +{points}: {description}" for points, name, description in rules if points > SPAM_MAX_RULE]
         if float(score[1]) > SPAM_MAX_SCORE:
             problems.insert(0, f"score {score[1]} (must be at most {SPAM_MAX_SCORE})")
-        return _verdict(problems)
+        return verdict(problems)
 
-    return _timed("spam score", _version([executable, "--version"]) or "SpamAssassin", run)
+    return timed("spam score", _version([executable, "--version"]) or "SpamAssassin", run)
 
 
 def _version(command: list[str]) -> str:
@@ -369,10 +132,10 @@ def standards_check(html: str, root: Path | None = None) -> ToolCheck:
             return FAILED, [f"the Nu checker gave no report (exit {result.returncode}): {said}"]
         messages = report["messages"]
         errors = [m for m in messages if m.get("type") in ("error", "non-document-error")]
-        return _verdict([f"line {m.get('lastLine', '?')}: {m['message']}" for m in errors
+        return verdict([f"line {m.get('lastLine', '?')}: {m['message']}" for m in errors
                          if not any(allowed.search(m["message"]) for allowed in VNU_ALLOWED)])  # fmt: skip
 
-    return _timed("HTML standards", "Nu HTML checker (vnu.jar)", run)
+    return timed("HTML standards", "Nu HTML checker (vnu.jar)", run)
 
 
 # --- caniemail ---------------------------------------------------------------------------------------------------
@@ -408,7 +171,7 @@ def client_support_check(html: str, root: Path | None = None) -> ToolCheck:
                 warnings.append(f"{features[slug]['title']} ({slug}) is unsupported in {', '.join(lacking)}")
         return (WARNING if warnings else PASSED), warnings
 
-    return _timed("email client support", f"caniemail data {data_file.stat().st_size // 1024} KB", run)
+    return timed("email client support", f"caniemail data {data_file.stat().st_size // 1024} KB", run)
 
 
 def _unsupported_in(stats: dict) -> list[str]:
