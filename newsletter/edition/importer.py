@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from ..base.dates import find_date, parse_date
 from ..base.errors import ContentError
 from ..base.files import read_text
 from ..base.model import Publication
@@ -107,26 +108,6 @@ def _from_text(text: str, source: Path, publication: Publication) -> ImportedArt
     )
 
 
-_MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
-_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_DATES = (  # (pattern, how to read its groups): the ways a blog writes the day a post was published
-    (re.compile(r"(\d{4})-(\d{2})-(\d{2})"), lambda m: (m[1], m[2], m[3])),
-    (re.compile(rf"({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})", re.I), lambda m: (m[3], m[1], m[2])),
-    (re.compile(rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+({_MONTH})\s+(\d{{4}})", re.I), lambda m: (m[3], m[2], m[1])),
-)
 _BYLINE_WORDS = re.compile(r"^(?:posted|published|written|updated)?\s*(?:on\b\s*)?", re.I)
 _SEPARATORS = " \t·•|—–-,:"
 
@@ -137,30 +118,14 @@ def parse_byline(block: str) -> tuple[str, dt.date | None] | None:
     line = " ".join(block.split())
     if "\n" in block.strip() or len(line) > 120:
         return None
-    date, rest = None, line
-    for pattern, groups in _DATES:
-        match = pattern.search(line)
-        if match:
-            date = _calendar_date(*groups(match))
-            rest = line[: match.start()] + " " + line[match.end() :]
-            break
+    date, match = find_date(line)
+    rest = line[: match.start()] + " " + line[match.end() :] if match else line
     rest = _BYLINE_WORDS.sub("", rest.strip(_SEPARATORS)).strip(_SEPARATORS)
     author = re.fullmatch(r"by\s+(.+?)", rest, re.I)
     words = author[1].strip(_SEPARATORS).split() if author else []
     if 0 < len(words) <= 6 and words[0][0].isupper() and words[-1][0].isupper():  # a name, not "by the river"
         return " ".join(words), date
     return ("", date) if date and not rest else None
-
-
-def _calendar_date(year: str, month: str, day: str) -> dt.date | None:
-    """A date from its parts, the month as a number or an English name (or its abbreviation)."""
-    number = int(month) if month.isdigit() else next(
-        (i for i, name in enumerate(_MONTHS, 1) if name.startswith(month.lower().rstrip(".")[:3])), 0
-    )  # fmt: skip
-    try:
-        return dt.date(int(year), number, int(day))
-    except ValueError:
-        return None
 
 
 def _is_heading_line(block: str) -> bool:
@@ -209,15 +174,12 @@ def _from_markdown(text: str, source: Path) -> ImportedArticle:
         match = re.search(r"^#\s+(.+)$", body, re.M)
         if match:
             title, body = match[1].strip(), body[: match.start()] + body[match.end() :]
-    date = meta.get("date")
-    if isinstance(date, dt.datetime):
-        date = date.date()
     return ImportedArticle(
         title=title,
         body=body.strip(),
         canonical_url=str(meta.get("canonical_url", "")),
         author=str(meta.get("author", "")),
-        date=date if isinstance(date, dt.date) else _parse_date(str(date or "")),
+        date=parse_date(meta.get("date")),
         summary=str(meta.get("summary", "")),
         image=str(meta.get("image", "")),
         image_alt=str(meta.get("image_alt", "")),
@@ -323,7 +285,7 @@ def _from_html(text: str, source: Path, publication: Publication) -> ImportedArt
         image_alt=image_alt,
         canonical_url=canonical,
         author=meta.get("author", "") or (found and found.author) or "",
-        date=_parse_date(meta.get("article:published_time", "") or (found and found.date) or ""),
+        date=parse_date(meta.get("article:published_time", "") or (found and found.date) or ""),
     )
 
 
@@ -340,13 +302,6 @@ def _featured_image(page: _PageMeta, canonical: str, body: str) -> tuple[str, st
 def missing_alt_text(article: ImportedArticle) -> list[str]:
     """Images of the imported body that still have no alt text (the build refuses them)."""
     return re.findall(r"!\[\s*\]\(([^)\s]+)", article.body)
-
-
-def _parse_date(value: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value[:10]) if value else None
-    except ValueError:
-        return None
 
 
 def slugify(title: str) -> str:

@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 
+from ..base.dates import parse_date
 from ..base.errors import ContentError
 from ..base.files import read_text
 from ..base.model import Article, Edition
@@ -159,16 +160,10 @@ def _date(data: dict, path: Path) -> dt.date | None:
     value = data.get("date")
     if value is None:
         return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ContentError(f"'date' must be a date like 2026-11-26, got {value!r}", path)
+    date = parse_date(value)
+    if date is None or (isinstance(value, str) and len(value.strip()) != 10):  # a written date is ISO, nothing else
+        raise ContentError(f"'date' must be a date like 2026-11-26, got {value!r}", path)
+    return date
 
 
 def _reject_unknown_keys(data: dict, allowed: set[str], path: Path) -> None:
