@@ -8,7 +8,7 @@ from .ledger import Journal
 from .limits import RateLimit, RateLimiter
 from .queue import PendingQueue
 from .reader import JournalReader, SentJournals, journal_path, open_existing, sent_editions
-from .states import Claim, Outcome, State, Step
+from .states import Claim, Outcome, State, Step, Wait
 from .store import JournalStore
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "SentJournals",
     "State",
     "Step",
+    "Wait",
     "journal_path",
     "open_existing",
     "sent_editions",

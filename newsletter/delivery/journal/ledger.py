@@ -13,7 +13,7 @@ from pathlib import Path
 from ...base.model import Recipient
 from .limits import RateLimit, RateLimiter
 from .queue import PendingQueue
-from .states import Claim, Outcome, State, Step
+from .states import Claim, Outcome, State, Step, Wait
 from .store import JournalStore
 
 SLOT_HISTORY_SECONDS = 3600.0
@@ -36,16 +36,16 @@ class Journal:
     def path(self) -> Path:
         return self.store.path
 
-    def advance(self, steps: list[Step]) -> list[Claim | float | None]:
+    def advance(self, steps: list[Step]) -> list[Claim | Wait | None]:
         """Apply several connections' steps in one durable commit.
 
         Each answer is the new Claim; or, when a rate limit is reached or every pending recipient is waiting out
-        a retry delay, the seconds to wait before asking again; or None when nobody is left (or none was asked).
+        a retry delay, how long to wait before asking again; or None when nobody is left (or none was asked).
         """
         now = time.time()
         finished: list[tuple[int, Outcome]] = []
         claimed: list[int] = []
-        answers: list[Claim | float | None] = []
+        answers: list[Claim | Wait | None] = []
         for step in steps:
             if step.finished is not None and step.outcome is not None:
                 finished.append((step.finished.id, step.outcome))
@@ -55,13 +55,23 @@ class Journal:
         self.store.commit(finished, claimed, now)
         return answers
 
-    def _claim(self, now: float, claimed: list[int]) -> Claim | float | None:
+    def skip(self, keys: frozenset[str]) -> int:
+        """Never send to these mailboxes (they left the list during the run): recorded as skipped, and no
+        longer handed out. Returns how many of them were still to send."""
+        if not keys:
+            return 0
+        skipped = self.store.skip_suppressed(keys)
+        self.queue.drop(skipped)
+        return len(skipped)
+
+    def _claim(self, now: float, claimed: list[int]) -> Claim | Wait | None:
         wait = self.limiter.wait(now)
         if wait > 0:
-            return wait
+            return Wait(wait)
         row_id = self.queue.next_due(now)
         if row_id is None:
-            return self.queue.wait(now)
+            retry_in = self.queue.wait(now)
+            return None if retry_in is None else Wait(retry_in)
         self.limiter.record(now)
         claimed.append(row_id)
         recipient, message_id = self._rows[row_id - 1]

@@ -46,6 +46,13 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """No recipient to claim yet: a rate limit is reached, or everyone pending is waiting out a retry delay."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Step:
     """One connection's turn: the outcome of the recipient it finished (if any), and whether it wants another."""
 
