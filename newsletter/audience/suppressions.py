@@ -13,13 +13,12 @@ a repeated one-click POST is harmless. The publication's plain `suppression_file
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.addresses import mailbox_key, split_mailbox
-from ..base.database import open_private, sqlite_errors
+from ..base.database import open_private, sqlite_errors, transaction
 from ..base.errors import ContentError, JournalError
 from ..base.workspace import PRIVATE_DIR, SUPPRESSIONS_FILE
 
@@ -109,25 +108,15 @@ class SuppressionStore:
             if problem or reason not in REASONS:
                 raise ContentError(problem or f"unknown reason {reason!r}")
             rows.append((mailbox_key(email), email, reason, source, "", time.time(), ""))
-        with self._errors():
-            self._begin()
-            try:
-                before = self._db.total_changes
-                self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                added = self._db.total_changes - before
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            before = self._db.total_changes
+            self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            added = self._db.total_changes - before
         return added
 
-    def _begin(self) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            if _busy(error):
-                raise StoreBusy("the suppression store is busy (another process is writing)", self.path) from None
-            raise
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        busy = lambda: StoreBusy("the suppression store is busy (another process is writing)", self.path)  # noqa: E731
+        return transaction(self._db, self.path, "cannot use the suppression store", busy=busy)
 
     def suppressed(self, address: str) -> Suppression | None:
         """The suppression of one address, or None."""
@@ -141,17 +130,10 @@ class SuppressionStore:
     def remove(self, address: str, reasons: tuple[str, ...] = REASONS) -> bool:
         """Lift a suppression (only one of `reasons`); True when there was one."""
         marks = ",".join("?" * len(reasons))
-        with self._errors():
-            self._begin()
-            try:
-                cursor = self._db.execute(
-                    f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})",
-                    (mailbox_key(address), *reasons),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            cursor = self._db.execute(
+                f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})", (mailbox_key(address), *reasons)
+            )
         return cursor.rowcount == 1
 
     def keys(self) -> frozenset[str]:
@@ -195,10 +177,6 @@ def stored_keys(path: Path) -> frozenset[str]:
         return frozenset()
     with SuppressionStore(path) as store:
         return store.keys()
-
-
-def _busy(error: sqlite3.OperationalError) -> bool:
-    return "locked" in str(error) or "busy" in str(error)
 
 
 def list_suppressions(path: Path) -> list[Suppression]:

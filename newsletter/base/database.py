@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import JournalError
@@ -46,3 +46,25 @@ def open_private(path: Path, timeout: float) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection, path: Path, doing: str, hint: str = "",
+                busy: Callable[[], Exception] | None = None) -> Iterator[None]:  # fmt: skip
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises: the write lock is taken up front, so two
+    writers never deadlock. SQLite's errors become one `JournalError` line (`doing: what SQLite said`). With
+    `busy`, a lock that another process holds raises `busy()` at once (a store opened without waiting)."""
+    with sqlite_errors(path, doing, hint):
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if busy is not None and ("locked" in str(error) or "busy" in str(error)):
+                raise busy() from None
+            raise
+        try:
+            yield
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")

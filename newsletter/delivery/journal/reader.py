@@ -22,9 +22,12 @@ def journal_path(root: Path, edition_name: str) -> Path:
     return root / JOURNAL_DIR / f"{edition_name}.sqlite"
 
 
+JOURNAL_HINT = " (is it a newsletter send journal?)"
+
+
 def sqlite_errors(path: Path, action: str) -> contextlib.AbstractContextManager[None]:
     """SQLite's exceptions as one line naming the journal file."""
-    return database_errors(path, f"cannot {action} the send journal", " (is it a newsletter send journal?)")
+    return database_errors(path, f"cannot {action} the send journal", JOURNAL_HINT)
 
 
 class JournalReader:

@@ -11,19 +11,19 @@ The file holds every subscriber's address, name and CSV fields: it is created re
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
 from ...base.addresses import mailbox_key
-from ...base.database import PRIVATE, open_private
+from ...base.database import PRIVATE, open_private, transaction
 from ...base.errors import ContentError
 from ...base.model import Recipient
 from ...base.writer import private_folder
-from .reader import JournalReader, sqlite_errors
+from .reader import JOURNAL_HINT, JournalReader, sqlite_errors
 from .states import Outcome, State
 
 _SCHEMA = """
@@ -150,30 +150,5 @@ class JournalStore(JournalReader):
                                      [(now, row_id) for row_id in claimed])  # fmt: skip
                 self._db.executemany("INSERT INTO slots VALUES (?)", [(now,)] * len(claimed))
 
-    def _transaction(self, action: str) -> _Transaction:
-        return _Transaction(self._db, self.path, action)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error): the write lock is taken up front, so no deadlocks.
-    SQLite errors inside become JournalErrors."""
-
-    def __init__(self, db: sqlite3.Connection, path: Path, action: str) -> None:
-        self.db = db
-        self.errors = sqlite_errors(path, action)
-
-    def __enter__(self) -> None:
-        self.errors.__enter__()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException as failure:
-            self.errors.__exit__(type(failure), failure, failure.__traceback__)
-            raise
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> bool | None:
-        try:
-            if self.db.in_transaction:
-                self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-        except BaseException as failure:
-            return self.errors.__exit__(type(failure), failure, failure.__traceback__)
-        return self.errors.__exit__(kind, error, tb)
+    def _transaction(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._db, self.path, f"cannot {action} the send journal", JOURNAL_HINT)
