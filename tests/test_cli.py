@@ -495,7 +495,7 @@ def test_an_article_linked_from_outside_the_edition_is_refused(project: Path, cl
 
 
 def test_article_text_cannot_collide_with_recipient_placeholders(project: Path, cli) -> None:
-    from newsletter.edition.render import placeholder
+    from newsletter.edition.placeholders import placeholder
 
     article = next((project / "issues" / SAMPLE_EDITION).glob("*.md"))
     tokens = " ".join(placeholder(i, "") for i in range(3))  # the tokens of the version before the key

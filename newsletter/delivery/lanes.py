@@ -19,18 +19,29 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..audience.recipients import suppressed_addresses
 from ..base.errors import DeliveryError, NewsletterError, SetupFailed
+from ..base.workspace import Workspace
+from ..edition.compose import MessageFactory
 from .groupcommit import GroupCommit
 from .journal import Claim, Journal, Outcome, State, Step, Wait
-from .policy import FailureWatch, Throttle
+from .policy import FailureWatch, SendOptions, Throttle
 from .report import Progress, SendReport, StopReason
-from .transport import Transport
+from .transport import Transport, TransportFactory
 
-if TYPE_CHECKING:
-    from .send import Send
+
+class Sending(Protocol):
+    """What a run needs of the send it belongs to (`send.Send`)."""
+
+    options: SendOptions
+    factory: MessageFactory
+    workspace: Workspace
+    suppressed: frozenset[str]
+    return_path: Callable[[int], str] | None
+    new_transport: TransportFactory
+
 
 SUPPRESSION_POLL_SECONDS = 2.0
 
@@ -183,7 +194,7 @@ class SuppressionWatcher:
 class Run:
     """One run: N lanes on one event loop, the recorder they share, and the policies that pace them."""
 
-    def __init__(self, send: Send, journal: Journal, report: SendReport,
+    def __init__(self, send: Sending, journal: Journal, report: SendReport,
                  on_progress: Callable[[Progress], None] | None) -> None:  # fmt: skip
         self.send = send
         self.options = send.options

@@ -14,13 +14,14 @@ import math
 from dataclasses import dataclass
 
 from ..base.errors import (
+    ConfigError,
     ConnectionFailed,
     DeliveryError,
     OutcomeUnknown,
     PermanentFailure,
     SetupFailed,
 )
-from .journal import Outcome, State
+from .journal import Outcome, RateLimit, State
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,43 @@ class FailureWatch:
                 f"stopped: nothing delivered for {self.give_up_after:g} s while every attempt failed (last: {reason})"
             )
         return None
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How a send goes: its connections, its pace, how it retries and when it gives up."""
+
+    connections: int = 1
+    rate: float | None = None  # messages per second
+    per_hour: int | None = None
+    resend_in_doubt: bool = False
+    max_consecutive_failures: int = 20
+    max_attempts: int = 5
+    retry_delay: float = 1.0  # first backoff; doubles per consecutive temporary failure
+    max_retry_delay: float = 60.0
+    give_up_after: float = 60.0  # stop when every attempt has failed for this long (server unreachable)
+    limit: int | None = None  # send at most this many messages in this run (warming up a new sender)
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        """Library callers get the same refusals as the command line: before anything is created."""
+        for name in ("connections", "rate", "per_hour", "retry_delay", "give_up_after", "limit"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"send option {name} must be a positive number, got {value!r}")
+
+    def limits(self) -> tuple[RateLimit, ...]:
+        limits = []
+        if self.rate:
+            count = max(1, int(self.rate))
+            limits.append(RateLimit(count, count / self.rate))
+        if self.per_hour:
+            limits.append(RateLimit(self.per_hour, 3600.0))
+        return tuple(limits)
+
+    def describe_rate(self) -> str:
+        parts = ([f"{self.rate:g}/s"] if self.rate else []) + ([f"{self.per_hour}/hour"] if self.per_hour else [])
+        return " and ".join(parts) or "unlimited"
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.retry_delay, self.max_retry_delay)

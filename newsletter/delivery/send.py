@@ -18,7 +18,6 @@ connections for a while (`policy.Throttle`); one that cannot be reached stops th
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,53 +25,14 @@ from pathlib import Path
 from ..audience.recipients import suppressed_addresses
 from ..audience.tokens import required_keys, unsubscribe_keys, verp_tag
 from ..base.addresses import mailbox_key, parse_mailbox
-from ..base.errors import ConfigError
 from ..base.model import Publication
 from ..base.workspace import Workspace
 from ..edition.pipeline import prepare_for_recipients
-from .journal import Journal, JournalReader, JournalStore, RateLimit, journal_path
+from .journal import Journal, JournalReader, JournalStore, journal_path
 from .lanes import Run
-from .policy import RetryPolicy
+from .policy import SendOptions
 from .report import Progress, SendReport, StopReason
 from .transport import TransportFactory, run_deliveries, transport_for
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    connections: int = 1
-    rate: float | None = None  # messages per second
-    per_hour: int | None = None
-    resend_in_doubt: bool = False
-    max_consecutive_failures: int = 20
-    max_attempts: int = 5
-    retry_delay: float = 1.0  # first backoff; doubles per consecutive temporary failure
-    max_retry_delay: float = 60.0
-    give_up_after: float = 60.0  # stop when every attempt has failed for this long (server unreachable)
-    limit: int | None = None  # send at most this many messages in this run (warming up a new sender)
-    verbose: bool = False
-
-    def __post_init__(self) -> None:
-        """Library callers get the same refusals as the command line: before anything is created."""
-        for name in ("connections", "rate", "per_hour", "retry_delay", "give_up_after", "limit"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"send option {name} must be a positive number, got {value!r}")
-
-    def limits(self) -> tuple[RateLimit, ...]:
-        limits = []
-        if self.rate:
-            count = max(1, int(self.rate))
-            limits.append(RateLimit(count, count / self.rate))
-        if self.per_hour:
-            limits.append(RateLimit(self.per_hour, 3600.0))
-        return tuple(limits)
-
-    def describe_rate(self) -> str:
-        parts = ([f"{self.rate:g}/s"] if self.rate else []) + ([f"{self.per_hour}/hour"] if self.per_hour else [])
-        return " and ".join(parts) or "unlimited"
-
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.max_attempts, self.retry_delay, self.max_retry_delay)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from ..base.addresses import ascii_address, parse_mailbox
 from ..base.dkim import DKIMKey, DKIMSigner
 from ..base.headers import check_header_value
 from ..base.model import Recipient, RenderedEdition
-from .render import split_placeholders
+from .placeholders import split_placeholders
 
 EOL = "\r\n"
 # printable ASCII but "=", not starting with a dot nor starting or ending with a space

@@ -22,7 +22,7 @@ from ..base.files import read_text
 from ..base.model import Publication
 from ..base.workspace import Workspace
 from ..base.writer import atomic_write, safe_join
-from .load import EDITION_FILE, ISSUES_DIR, check_edition_name, split_front_matter, toml_string
+from .load import EDITION_FILE, FRONT_MATTER_KEYS, ISSUES_DIR, check_edition_name, split_front_matter, toml_string
 from .verify import normalise
 
 CHROME = {
@@ -313,14 +313,11 @@ def slugify(title: str) -> str:
 
 
 def article_markdown(article: ImportedArticle) -> str:
-    meta = [f"title = {toml_string(article.title)}"]
-    if article.author:
-        meta.append(f"author = {toml_string(article.author)}")
-    if article.date:
-        meta.append(f"date = {article.date.isoformat()}")
-    for key in ("summary", "canonical_url", "image", "image_alt"):
-        if getattr(article, key):
-            meta.append(f"{key} = {toml_string(getattr(article, key))}")
+    meta = []
+    for key in FRONT_MATTER_KEYS:  # in the order the model lists them, title first
+        value = getattr(article, key)
+        if value:
+            meta.append(f"{key} = {value.isoformat() if isinstance(value, dt.date) else toml_string(value)}")
     return "+++\n" + "\n".join(meta) + "\n+++\n\n" + article.body.strip() + "\n"
 
 

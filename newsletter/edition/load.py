@@ -6,6 +6,7 @@ An edition is `issues/<name>/issue.toml` plus Markdown articles whose front matt
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -20,7 +21,8 @@ from ..base.workspace import ISSUES_DIR
 
 EDITION_FILE = "issue.toml"
 FRONT_MATTER_FENCE = "+++"
-_ARTICLE_KEYS = {"title", "author", "date", "summary", "canonical_url", "image", "image_alt"}
+# the front matter's keys: an Article's fields but the file's own path and its body
+FRONT_MATTER_KEYS = [field.name for field in dataclasses.fields(Article) if field.name not in ("path", "body_markdown")]
 _EDITION_KEYS = {"subject", "preheader", "date", "articles"}
 # Letters (any script) and digits, then also '.', '_' and '-': one rule for `build NAME`, `import --into NAME`
 # and the folders `import` creates, so every edition import makes can be built by name.
@@ -90,7 +92,7 @@ def load_article(path: Path) -> Article:
     """Load one Markdown article; front matter needs at least a title, the body at least one line."""
     text = read_text(path)
     meta, body, _ = split_front_matter(text, path)
-    _reject_unknown_keys(meta, _ARTICLE_KEYS, path)
+    _reject_unknown_keys(meta, set(FRONT_MATTER_KEYS), path)
     if not body.strip():
         raise ContentError("article is empty (no text after the front matter)", path)
     image = _string(meta, "image", path)

@@ -7,7 +7,7 @@ so 10,000 recipients cost 10,000 string joins, not 10,000 renders.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import html
 import re
 import textwrap
@@ -23,69 +23,13 @@ from markupsafe import Markup
 
 from ..base.errors import ContentError
 from ..base.model import Article, Edition, Publication, RenderedEdition
+from .placeholders import RecipientPlaceholders, placeholder_key
 
 PACKAGE_TEMPLATES = Path(__file__).parent.parent / "templates"
 HTML_TEMPLATE = "email.html"
 TEXT_TEMPLATE = "email.txt"
 TEXT_WIDTH = 72
 BASE_RECIPIENT_FIELDS = ("email", "name", "first_name", "unsubscribe_url")
-
-
-def placeholder_key(edition: Edition) -> str:
-    """The part of every placeholder token that article text cannot contain: derived from everything the
-    edition's files say, so a text that spells a token changes the key it would have to spell (and the key
-    stays the same from one run to the next, which a resumed send relies on)."""
-    texts = [edition.subject, edition.preheader]
-    for a in edition.articles:
-        texts += [a.title, a.body_markdown, a.author, a.summary, a.canonical_url, a.image, a.image_alt]
-    digest = hashlib.sha256("\0".join(texts).encode("utf-8")).digest()
-    return "".join(chr(ord("a") + byte % 26) for byte in digest[:12])
-
-
-def placeholder(index: int, key: str) -> str:
-    """The token standing for recipient field number `index`: letters and digits only, so that no stage
-    (autoescape, premailer, html2text, quoted-printable) changes it."""
-    return f"XNLF{key}{index:03d}FLNX"
-
-
-def split_placeholders(text: str, fields: tuple[str, ...], key: str) -> list[str | int]:
-    """Split rendered text into literal strings and field indexes, for fast per-recipient filling."""
-    parts: list[str | int] = []
-    position = 0
-    for match in re.finditer(f"XNLF{key}(\\d{{3}})FLNX", text):
-        parts.append(text[position : match.start()])
-        index = int(match[1])
-        if index >= len(fields):
-            raise ContentError(f"unknown recipient placeholder {match[0]}")
-        parts.append(index)
-        position = match.end()
-    parts.append(text[position:])
-    return parts
-
-
-class RecipientPlaceholders:
-    """What templates see as `recipient`: each known field renders as its placeholder token.
-
-    An unknown field is a template error naming the fields there are, so a typo such as `recipient.nmae` fails
-    the build instead of sending a blank.
-    """
-
-    def __init__(self, fields: tuple[str, ...], key: str) -> None:
-        self._tokens = {name: placeholder(i, key) for i, name in enumerate(fields)}
-
-    def __getattr__(self, name: str) -> str:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self[name]
-
-    def __getitem__(self, name: str) -> str:
-        try:
-            return self._tokens[name]
-        except KeyError:
-            known = ", ".join(sorted(self._tokens))
-            raise jinja2.UndefinedError(
-                f"recipient has no field {name!r} (fields: {known}; other fields come from recipients CSV columns)"
-            ) from None
 
 
 def template_environment(templates: Path | None) -> jinja2.Environment:
@@ -270,19 +214,10 @@ def render_edition(
 
 
 def _article_context(article: Article) -> dict:
+    """What templates see as an article: its fields, and its body as HTML and as text."""
     body_html = markdown_to_html(article.body_markdown)
-    return {
-        "title": article.title,
-        "author": article.author,
-        "date": article.date,
-        "summary": article.summary,
-        "canonical_url": article.canonical_url,
-        "image": article.image,
-        "image_alt": article.image_alt,
-        "html": Markup(_mark_data_tables(body_html)),
-        "text": html_to_text(body_html),
-        "path": article.path,
-    }
+    context = {field.name: getattr(article, field.name) for field in dataclasses.fields(Article)}
+    return {**context, "html": Markup(_mark_data_tables(body_html)), "text": html_to_text(body_html)}
 
 
 def _mark_data_tables(fragment: str) -> str:

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from ..base.errors import HeaderInjectionError
 from ..base.headers import check_header_value
 from ..base.model import Edition, Publication, RenderedEdition
-from .render import placeholder
+from .placeholders import is_placeholder, placeholder
 
 GMAIL_CLIP_BYTES = 102 * 1024
 MAX_HTML_BYTES = 100 * 1024
@@ -90,9 +90,9 @@ _ABSOLUTE = ("https://", "http://", "mailto:")
 
 def _absolute(url: str, tag: str) -> bool:
     """An email has no base URL: `/book` or `page.html` lead nowhere. Images may also be inline data: URIs;
-    recipient placeholders (XNLF...) become absolute URLs when each message is composed."""
+    recipient placeholders become absolute URLs when each message is composed."""
     url = url.strip()
-    return url.lower().startswith(_ABSOLUTE) or url.startswith("XNLF") or (tag == "img" and url.startswith("data:"))
+    return url.lower().startswith(_ABSOLUTE) or is_placeholder(url) or (tag == "img" and url.startswith("data:"))
 
 
 def html_facts(html: str) -> HtmlFacts:
