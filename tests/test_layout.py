@@ -97,3 +97,24 @@ def test_the_rules_are_read_from_the_docstrings() -> None:
     assert set(FLOORS) == {"base", "audience", "edition", "delivery", "web", "checks"}
     assert allowed_floors("base") == {"base"}
     assert allowed_floors("edition") == {"base", "audience", "edition"}
+
+
+def test_modules_and_functions_stay_small() -> None:
+    """No module over 400 lines, no function over 60 (the argument parser's table excepted): a reader sees a
+    module whole and a function at a glance."""
+    long_modules, long_functions = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            long_modules.append(module_name(path))
+        for node in ast.walk(ast.parse(text)):
+            function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name != "_parser"
+            if function and node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{module_name(path)}.{node.name}")
+    assert long_modules == [] and long_functions == []
+
+
+def test_only_the_edges_look_at_the_working_directory() -> None:
+    """The command line finds the workspace; everything below takes it as an argument."""
+    looking = sorted(module_name(p) for p in PACKAGE.rglob("*.py") if "Path.cwd()" in p.read_text(encoding="utf-8"))
+    assert looking == ["newsletter.commands"]
