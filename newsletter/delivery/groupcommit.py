@@ -5,10 +5,9 @@ each need a small write made durable before they go on. One fsync per write woul
 gathers the writes into one transaction without holding anyone back to fill a batch: the transaction runs two
 turns of the loop after the first write asks (microseconds, no timer), so whatever had already arrived in the
 socket buffers reaches its task and joins, and no more. The transaction runs on the loop's own thread and blocks
-it for one fsync, during which the next writers queue up for the following group. Measured: against smtp-sink
-it doubled the journal steps per commit (1.1 to 2.0 with 4 connections); under 50 concurrent one-click POSTs it
-raised the rate by about a third over committing on the next turn. A helper thread for the transaction was
-slower in both: it needs the GIL back after each fsync, and the hand-offs cost more than the fsync they overlap.
+it for one fsync, during which the next writers queue up for the following group. Two turns gather about twice
+the writes of one; a helper thread for the transaction is slower, since it needs the GIL back after each fsync
+(figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ Result = TypeVar("Result")
 def run_deliveries(deliveries: Coroutine[Any, Any, Result]) -> Result:
     """Run a delivery coroutine to the end on a new event loop: uvloop's where it is installed (uvicorn's standard
     extras bring it; on Linux), else asyncio's own. A send on loopback is bound by the loop's own CPU time, and
-    uvloop's loop and socket transports cut it by 10-15% (benchmarks/send.py)."""
+    uvloop's loop and socket transports cut it (docs/benchmarks.md)."""
     try:
         import uvloop
     except ImportError:

@@ -33,7 +33,7 @@ BASE_RECIPIENT_FIELDS = ("email", "name", "first_name", "unsubscribe_url")
 
 
 def template_environment(templates: Path | None) -> jinja2.Environment:
-    """The Jinja environment for one render of one edition (~10 ms, so never per recipient).
+    """The Jinja environment for one render of one edition (costly to build, so never per recipient).
 
     A workspace's `templates/` folder (`templates`) overrides any file of the packaged default theme. It is built
     anew per edition rather than cached, so a theme file added or edited since the last build (say, while

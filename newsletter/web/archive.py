@@ -73,7 +73,7 @@ def web_version(workspace: Workspace, name: str) -> str:
 
 class Pages:
     """The small public pages (theme's colours, no JavaScript) from templates/page.html, compiled once: a new
-    Jinja environment costs about 10 ms, which a server must not pay per request."""
+    Jinja environment is costly to build, which a server must not pay per request."""
 
     def __init__(self, workspace: Workspace) -> None:
         publication = workspace.publication
