@@ -83,8 +83,9 @@ class Site:
 
     Five fixed routes need no router, and Starlette's application layers (router, error and exception
     middleware) cost much of a one-click POST's CPU time (docs/benchmarks.md). What they did is here: 404 and
-    405 pages, a plain 500 page for a bug, and the lifespan that closes the store. Each route is a method taking the request
-    and the path's parameter, so a test can call the app through httpx's ASGITransport without a server."""
+    405 pages, a plain 500 page for a bug, and the lifespan that closes the store. Each route is a method taking
+    the request and the path's parameter, so a test can call the app through httpx's ASGITransport without a
+    server."""
 
     def __init__(self, workspace: Workspace, drafts: bool = False) -> None:
         self.workspace, self.drafts = workspace, drafts
