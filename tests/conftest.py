@@ -42,6 +42,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def wait_until(condition, what: str, timeout: float = 30.0, every: float = 0.01) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds saying what was awaited (a test that can
+    hang instead of failing tells nobody anything)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
+        time.sleep(every)
+
+
 def configure(project: Path, **settings: str | None) -> None:
     """Set `[publication]` keys of the project's newsletter.toml (None removes one); `from_` stands for `from`."""
     toml = project / "newsletter.toml"

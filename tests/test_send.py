@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message
+from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message, wait_until
 
 from newsletter.base.errors import TemporaryFailure
 from newsletter.base.workspace import open_workspace
@@ -403,9 +403,8 @@ def test_ctrl_c_finishes_the_messages_in_flight_and_resumes(project: Path, smtp_
     command = [sys.executable, "-m", "newsletter", "send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes",
                "--connections", "2"]  # fmt: skip
     process = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while len(server.handler.received) < 10:
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.01)
+    wait_until(lambda: len(server.handler.received) >= 10 or process.poll() is not None, "10 messages to arrive")
+    assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 75, err  # EX_TEMPFAIL: stopped, resumable
@@ -475,8 +474,8 @@ def test_kill_9_at_random_moments_never_duplicates(project: Path, smtp_server, s
     kills = 0
     for target in sorted(chance.sample(range(50, 1950), 4)):  # kill once the server holds `target` messages
         process = subprocess.Popen(command, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while process.poll() is None and len(server.handler.received) < target:
-            time.sleep(chance.uniform(0.001, 0.01))
+        wait_until(lambda: process.poll() is not None or len(server.handler.received) >= target,  # noqa: B023
+                   f"{target} messages to arrive", timeout=120, every=chance.uniform(0.001, 0.01))  # fmt: skip
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             kills += 1
@@ -566,7 +565,7 @@ def test_a_hung_connection_stalls_only_itself(project: Path, smtp_server, sendin
     assert report.progress.sent == 39 and report.progress.in_doubt == 1
     assert len(handler.received) == 39 and set(received_counts(handler).values()) == {1}
     assert max(r.at for r in handler.received) < handler.hung_at + 2.5, "the others finished during the hang"
-    assert elapsed < 10
+    assert elapsed < 3 * 3, "the hang ends at SMTP_TIMEOUT (3 s), not at the server's 30"
     (hung,) = [email for email, state in journal_rows(project).items() if state == "in-doubt"]
     assert received_counts(handler)[hung] == 0
 
@@ -625,7 +624,7 @@ def test_an_unreachable_server_is_reported_at_once_and_the_send_gives_up(project
     result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--connections", "2",
                  "--give-up-after", "1", "--retry-delay", "0.05", "--max-consecutive-failures", "1000")  # fmt: skip
     assert result.code == 75  # EX_TEMPFAIL: run it again later
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 10 * 1, "it gives up after --give-up-after (1 s), not retrying on"
     lines = result.err.splitlines()
     assert (
         lines[0] == f"newsletter: cannot connect to 127.0.0.1:{port}: connection refused (is the server running?); "

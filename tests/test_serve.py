@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts
+from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts, wait_until
 
 from newsletter.audience.suppressions import SuppressionStore, store_path
 from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
@@ -168,8 +168,7 @@ def test_kill_9_mid_burst_leaves_a_readable_store_holding_every_answered_request
         emails = [f"kill{i:03d}@example.org" for i in range(400)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
             futures = [pool.submit(post, email) for email in emails]
-            while len(answered) < 60:
-                time.sleep(0.005)
+            wait_until(lambda: len(answered) >= 60, "60 answered one-clicks", every=0.005)
             os.kill(server.pid, signal.SIGKILL)
             concurrent.futures.wait(futures)
     finally:
@@ -202,8 +201,7 @@ def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_se
     worker = threading.Thread(target=lambda: reports.append(send.run()))
     worker.start()
     try:
-        while len(server.handler.received) < 3:
-            time.sleep(0.01)
+        wait_until(lambda: len(server.handler.received) >= 3, "the send's first 3 messages")
         assert one_click(base, unsubscribe_path("s50@example.org"))[0] == 200
         worker.join(60)
     finally:

@@ -141,7 +141,7 @@ def test_silent_server_times_out_within_smtp_timeout(project: Path, cli, smtp_en
         elapsed = time.monotonic() - start
     assert result.code == 75
     assert f"cannot connect to 127.0.0.1:{port}: no answer within 1 s (SMTP_TIMEOUT)" in result.err
-    assert elapsed < 5
+    assert elapsed < 5 * 1, "within a few times SMTP_TIMEOUT (1 s): the client does not wait for ever"
 
 
 class Refusing(CaptureHandler):
