@@ -53,6 +53,29 @@ def wait_until(condition, what: str, timeout: float = 30.0, every: float = 0.01)
         time.sleep(every)
 
 
+def write_recipients(path: Path, rows: list[list[str]]) -> Path:
+    """A recipients CSV with these rows (the first is the header)."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def recipients_file(path: Path, count: int) -> Path:
+    """A recipients CSV of `count` readers, r00000@example.org on."""
+    return write_recipients(
+        path, [["email", "name"], *([f"r{i:05d}@example.org", f"Reader {i}"] for i in range(count))]
+    )
+
+
+def suppressed(project: Path, field: str = "reason") -> dict[str, str]:
+    """The project's suppression store as address -> one field of its entry (reason, source, edition, ...)."""
+    from newsletter.audience.suppressions import list_suppressions, store_path
+
+    return {entry.address: getattr(entry, field) for entry in list_suppressions(store_path(project))}
+
+
 def configure(project: Path, **settings: str | None) -> None:
     """Set `[publication]` keys of the project's newsletter.toml (None removes one); `from_` stands for `from`."""
     toml = project / "newsletter.toml"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import DATA, REPO, SAMPLE_EDITION, parse_message, parts
+from conftest import DATA, REPO, SAMPLE_EDITION, parse_message, parts, write_recipients
 
 from newsletter.base.addresses import ascii_address
 from newsletter.cli import _parser
@@ -80,12 +80,6 @@ def test_check_reports_one_line_per_problem(project: Path, cli) -> None:
                      "not an absolute http(s)/mailto URL (it leads nowhere in an email): <a href='/book'>",
                      ):  # fmt: skip
         assert any(expected in line for line in lines), expected
-
-
-def write_recipients(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-    return path
 
 
 def test_export_writes_one_message_per_valid_recipient(project: Path, cli) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message, wait_until
+from conftest import PASSWORD, SAMPLE_EDITION, USERNAME, parse_message, recipients_file, wait_until
 
 from newsletter.base.errors import TemporaryFailure
 from newsletter.base.workspace import open_workspace
@@ -34,14 +34,6 @@ from newsletter.delivery.send import Send, SendOptions
 
 pytest.importorskip("aiosmtpd")
 SECRET = "test-unsubscribe-secret-0123"
-
-
-def recipients_file(path: Path, count: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["email", "name"])
-        writer.writerows([f"r{i:05d}@example.org", f"Reader {i}"] for i in range(count))
-    return path
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts, wait_until
+from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts, suppressed, wait_until
 
 from newsletter.audience.suppressions import SuppressionStore, store_path
 from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
@@ -49,11 +49,6 @@ def one_click(base: str, path: str, body: bytes = ONE_CLICK, kind: str = "applic
 
 def unsubscribe_path(email: str) -> str:
     return "/unsubscribe/" + unsubscribe_token(unsubscribe_keys(SITE_SECRET), LIST_ID, email)
-
-
-def suppressed(project: Path) -> dict[str, str]:
-    with SuppressionStore(store_path(project)) as store:
-        return {e.address: e.reason for e in store.entries()}
 
 
 def message_for(project: Path, email: str):
