@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import errno
 import logging
 import re
 import socket
 import ssl
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from ..base.addresses import ascii_address
 from ..base.config import SMTPSettings, require_smtp_settings
@@ -62,6 +64,46 @@ def secret_forms(settings: SMTPSettings) -> list[str]:
     user, password = settings.username.encode(), settings.password.encode()
     raw = [password, b"\0" + user + b"\0" + password, user + b"\0" + password]
     return [settings.password] + [base64.b64encode(value).decode() for value in raw]
+
+
+class SMTPStatus(enum.IntEnum):
+    """The reply codes the dialogue acts on (RFC 5321 4.2, RFC 4954)."""
+
+    READY = 220
+    CLOSING = 221
+    AUTH_OK = 235
+    OK = 250
+    WILL_FORWARD = 251
+    AUTH_CONTINUE = 334
+    START_INPUT = 354
+    UNAVAILABLE = 421  # the server is closing the connection
+
+
+class Reply(NamedTuple):
+    """One SMTP reply: its code and the text of each of its lines."""
+
+    code: int
+    lines: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(' '.join(self.lines).split())}"
+
+    @property
+    def accepted(self) -> bool:
+        """OK, or (to RCPT) "will forward"."""
+        return self.code in (SMTPStatus.OK, SMTPStatus.WILL_FORWARD)
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def slows_down(self) -> bool:
+        """The server asks for fewer connections or a slower pace: 421, or a 4.7.x / 4.3.2 status."""
+        return self.code == SMTPStatus.UNAVAILABLE or bool(_SLOW_DOWN.search(f": {self}"))
+
+
+NO_REPLY = Reply(0)  # a pipelined command left unanswered after an earlier refusal
 
 
 class _Lost(Exception):
@@ -105,9 +147,9 @@ class SMTPTransport(Transport):
             settings.host, settings.port, ssl=implicit, server_hostname=settings.host if implicit else None,
             limit=MAX_LINE,
         )  # fmt: skip
-        code, lines = await self._reply()
-        if code != 220:  # 421 here is the classic "too many connections from your address"
-            raise ConnectionFailed(f"cannot connect to {self.where}: {_joined(code, lines)}", code, _slows(code, lines))
+        greeting = await self._reply()
+        if greeting.code != SMTPStatus.READY:  # 421 here is the classic "too many connections from your address"
+            raise ConnectionFailed(f"cannot connect to {self.where}: {greeting}", greeting.code, greeting.slows_down)
         await self._hello()
         if settings.security == "starttls":
             if "starttls" not in self.extensions:
@@ -115,7 +157,7 @@ class SMTPTransport(Transport):
                     f"{self.where} does not offer STARTTLS; refusing to send credentials or mail in clear text "
                     "(set SMTP_SECURITY=ssl for implicit TLS, or SMTP_SECURITY=none to allow plain text)"
                 )
-            await self._expect("STARTTLS", 220, ConnectionFailed)
+            await self._expect("STARTTLS", SMTPStatus.READY, ConnectionFailed)
             await self._writer.start_tls(tls_context(settings), server_hostname=settings.host)
             await self._hello()
         if settings.username:
@@ -125,13 +167,13 @@ class SMTPTransport(Transport):
         """EHLO (HELO for an old server), remembering the extensions offered."""
         sockname = self._writer.get_extra_info("sockname") or ("127.0.0.1",)
         literal = f"[IPv6:{sockname[0]}]" if ":" in str(sockname[0]) else f"[{sockname[0]}]"
-        code, lines = await self._command(f"EHLO {literal}")
-        if code != 250:
-            await self._expect(f"HELO {literal}", 250, ConnectionFailed)
+        reply = await self._command(f"EHLO {literal}")
+        if reply.code != SMTPStatus.OK:
+            await self._expect(f"HELO {literal}", SMTPStatus.OK, ConnectionFailed)
             self.extensions = {}
             return
         self.extensions = {}
-        for line in lines[1:]:
+        for line in reply.lines[1:]:
             keyword, _, parameters = line.partition(" ")
             self.extensions[keyword.lower()] = parameters
 
@@ -142,19 +184,17 @@ class SMTPTransport(Transport):
             raise SetupFailed(f"{self.where} does not offer AUTH, but SMTP_USERNAME is set")
         if "PLAIN" in mechanisms:
             credentials = _b64("\0" + user + "\0" + password)
-            code, lines = await self._command(f"AUTH PLAIN {credentials}", secret=True)
+            reply = await self._command(f"AUTH PLAIN {credentials}", secret=True)
         elif "LOGIN" in mechanisms:
-            code, lines = await self._command("AUTH LOGIN", secret=True)
-            if code == 334:
-                code, lines = await self._command(_b64(user), secret=True)
-            if code == 334:
-                code, lines = await self._command(_b64(password), secret=True)
+            reply = await self._command("AUTH LOGIN", secret=True)
+            if reply.code == SMTPStatus.AUTH_CONTINUE:
+                reply = await self._command(_b64(user), secret=True)
+            if reply.code == SMTPStatus.AUTH_CONTINUE:
+                reply = await self._command(_b64(password), secret=True)
         else:
             raise SetupFailed(f"{self.where} offers AUTH {' '.join(mechanisms)}, but only PLAIN and LOGIN are known")
-        if code != 235:
-            raise AuthenticationFailed(
-                f"authentication failed for user {user} at {self.where}: {_joined(code, lines)}", code
-            )
+        if reply.code != SMTPStatus.AUTH_OK:
+            raise AuthenticationFailed(f"authentication failed for user {user} at {self.where}: {reply}", reply.code)
 
     # --- sending ----------------------------------------------------------------------------------------------
 
@@ -174,7 +214,7 @@ class SMTPTransport(Transport):
                 if self.verbose:
                     log.info("smtp send: the message (%s bytes) and '.'", f"{len(data):,}")
                 await self._writer.drain()
-                code, lines = await self._reply()
+                reply = await self._reply()
         except DeliveryError:
             raise
         except Exception as error:
@@ -183,41 +223,40 @@ class SMTPTransport(Transport):
             if went_out:
                 raise OutcomeUnknown(failure.message) from None
             raise ConnectionFailed(failure.message) from None
-        if code != 250:
-            self._after_refusal(code)
-            raise _refusal(f"{self.where}: message to {recipient} refused after DATA: {_joined(code, lines)}", code)
-        return _joined(code, lines)
+        if reply.code != SMTPStatus.OK:
+            self._after_refusal(reply)
+            raise _refusal(f"{self.where}: message to {recipient} refused after DATA: {reply}", reply)
+        return str(reply)
 
     async def _envelope(self, recipient: str, sender: str) -> None:
         """MAIL FROM, RCPT TO and DATA up to the server's 354; a refusal resets the session and raises."""
         commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
-        replies: list[tuple[int, list[str]]] = []
+        replies: list[Reply] = []
         if "pipelining" in self.extensions:
             self._write("".join(f"{command}\r\n" for command in commands), commands)
             replies = [await self._reply() for _ in commands]
         else:
             for command in commands:
                 replies.append(await self._command(command))
-                if replies[-1][0] >= 400:
+                if replies[-1].code >= 400:
                     break
-        (mail, mail_text), (rcpt, rcpt_text), (data, data_text) = replies + [(0, [])] * (3 - len(replies))
-        if mail == 250 and rcpt in (250, 251) and data == 354:
+        mail, rcpt, data = replies + [NO_REPLY] * (3 - len(replies))
+        if mail.code == SMTPStatus.OK and rcpt.accepted and data.code == SMTPStatus.START_INPUT:
             return
-        if data == 354:  # pipelined DATA was accepted although MAIL or RCPT was not: end it empty
+        if data.code == SMTPStatus.START_INPUT:  # pipelined DATA was accepted although MAIL or RCPT was not
             await self._command(".")
-        refused = next(code for code in (mail, rcpt, data) if code not in (250, 251))
-        self._after_refusal(refused)
+        self._after_refusal(next(reply for reply in (mail, rcpt, data) if not reply.accepted))
         if self._writer is not None:
             await self._command("RSET")
-        if mail != 250:
-            raise _refusal(f"{self.where}: MAIL FROM:<{sender}> refused: {_joined(mail, mail_text)}", mail)
-        if rcpt not in (250, 251):
-            raise _refusal(f"{self.where} refused recipient {recipient}: {_joined(rcpt, rcpt_text)}", rcpt)
-        raise _refusal(f"{self.where}: DATA refused: {_joined(data, data_text)}", data)
+        if mail.code != SMTPStatus.OK:
+            raise _refusal(f"{self.where}: MAIL FROM:<{sender}> refused: {mail}", mail)
+        if not rcpt.accepted:
+            raise _refusal(f"{self.where} refused recipient {recipient}: {rcpt}", rcpt)
+        raise _refusal(f"{self.where}: DATA refused: {data}", data)
 
-    def _after_refusal(self, code: int) -> None:
+    def _after_refusal(self, reply: Reply) -> None:
         """421 means the server is closing this connection (RFC 5321 3.8): drop our end too."""
-        if code == 421:
+        if reply.code == SMTPStatus.UNAVAILABLE:
             self._drop()
 
     # --- closing ----------------------------------------------------------------------------------------------
@@ -240,14 +279,14 @@ class SMTPTransport(Transport):
 
     # --- the dialogue -----------------------------------------------------------------------------------------
 
-    async def _command(self, line: str, secret: bool = False) -> tuple[int, list[str]]:
+    async def _command(self, line: str, secret: bool = False) -> Reply:
         self._write(f"{line}\r\n", ["AUTH <redacted>" if secret else line])
         return await self._reply()
 
     async def _expect(self, line: str, code: int, failure: type[DeliveryError]) -> None:
-        got, lines = await self._command(line)
-        if got != code:
-            raise failure(f"cannot connect to {self.where}: {line.split()[0]} refused: {_joined(got, lines)}", got)
+        reply = await self._command(line)
+        if reply.code != code:
+            raise failure(f"cannot connect to {self.where}: {line.split()[0]} refused: {reply}", reply.code)
 
     def _write(self, text: str, shown: list[str]) -> None:
         if self._writer is None:
@@ -257,8 +296,8 @@ class SMTPTransport(Transport):
                 log.info("smtp send: %r", self._redacted(line))
         self._writer.write(text.encode("ascii"))
 
-    async def _reply(self) -> tuple[int, list[str]]:
-        """One reply, all its lines: (code, texts)."""
+    async def _reply(self) -> Reply:
+        """One reply, all its lines."""
         if self._reader is None:
             raise _Lost()
         texts = []
@@ -274,7 +313,7 @@ class SMTPTransport(Transport):
             if self.verbose:
                 log.info("smtp reply: %s", self._redacted(line.decode("utf-8", "replace").rstrip()))
             if line[3:4] == b" ":
-                return int(line[:3]), texts
+                return Reply(int(line[:3]), tuple(texts))
 
     def _redacted(self, line: str) -> str:
         for secret in self._secrets:
@@ -282,14 +321,10 @@ class SMTPTransport(Transport):
         return line
 
 
-def _refusal(message: str, code: int) -> DeliveryError:
-    if 500 <= code < 600:
-        return PermanentFailure(message, code)
-    return TemporaryFailure(message, code, slow_down=code == 421 or bool(_SLOW_DOWN.search(message)))
-
-
-def _slows(code: int, lines: list[str]) -> bool:
-    return code == 421 or bool(_SLOW_DOWN.search(f": {_joined(code, lines)}"))
+def _refusal(message: str, reply: Reply) -> DeliveryError:
+    if reply.permanent:
+        return PermanentFailure(message, reply.code)
+    return TemporaryFailure(message, reply.code, slow_down=reply.slows_down)
 
 
 def _translated(error: BaseException, action: str, timeout: float) -> DeliveryError:
@@ -323,10 +358,6 @@ def _dot_stuffed(data: bytes) -> bytes:
 def _b64(text: str) -> str:
     """Credentials as UTF-8 (RFC 4616, RFC 4954); smtplib insists on ASCII and fails on `Pässword`."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _joined(code: int, lines: list[str]) -> str:
-    return f"{code} {' '.join(' '.join(lines).split())}"
 
 
 def from_settings(settings: Mapping[str, str], sender: str, verbose: bool = False) -> tuple[TransportFactory, str]:
