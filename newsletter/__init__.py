@@ -18,7 +18,7 @@ _PUBLIC = {
     # the pipeline: build, check, export (dry run)
     "render_checked": "edition.pipeline", "preview_edition": "edition.pipeline", "check_edition": "publish",
     "build_edition": "publish", "export_edition": "delivery.export", "import_article": "edition.importer",
-    "load_publication": "base.config",
+    "load_publication": "base.config", "open_workspace": "base.workspace", "Workspace": "base.workspace",
     # delivery
     "send_test": "delivery.sendtest", "Send": "delivery.send", "SendOptions": "delivery.send",
     "SendReport": "delivery.send", "Transport": "delivery.transport", "FileTransport": "delivery.files",
