@@ -31,7 +31,7 @@ def test_shipped_edition_is_the_imported_sample(project: Path) -> None:
 def test_sample_import_keeps_every_paragraph_and_drops_chrome(project: Path) -> None:
     article = parse_source(SAMPLE_TXT, load_publication(project))
     assert article.title == "Is Physical Therapy Worth It for Back Pain?"
-    body = normalise(article.body)
+    body = normalise(article.body_markdown)
     paragraphs = sample_paragraphs()
     assert len(paragraphs) > 10
     site, _title, *rest = paragraphs
@@ -69,19 +69,19 @@ def test_html_import_keeps_article_body_only(project: Path) -> None:
     assert article.canonical_url == "https://example.org/blog/posture-at-work"
     assert article.author == "Dr. Renée Okafor"
     assert str(article.date) == "2026-02-01"
-    assert "Stand up every 30 minutes." in article.body
-    assert "- Screen at eye level" in article.body
-    assert "[desk set-up guide](https://example.org/guides/desk)" in article.body
+    assert "Stand up every 30 minutes." in article.body_markdown
+    assert "- Screen at eye level" in article.body_markdown
+    assert "[desk set-up guide](https://example.org/guides/desk)" in article.body_markdown
     for dropped in ("trackEverything", "alert", "color: red", "Related posts", "Home", "Go to Top", "VoxMD",
                     "emergency help", "Seattle Neuro Blog"):  # fmt: skip
-        assert dropped not in article.body, dropped
+        assert dropped not in article.body_markdown, dropped
 
 
 def test_markdown_import_reads_heading_as_title(tmp_path: Path, project: Path) -> None:
     source = tmp_path / "note.md"
     source.write_text("# Hello — world\n\nBody text.\n", encoding="utf-8")
     article = parse_source(source, load_publication(project))
-    assert (article.title, article.body) == ("Hello — world", "Body text.")
+    assert (article.title, article.body_markdown) == ("Hello — world", "Body text.")
 
 
 def test_escape_markdown_keeps_prose_prose() -> None:
@@ -100,7 +100,7 @@ def test_a_list_right_after_its_lead_in_line_stays_a_list(tmp_path: Path, projec
         encoding="utf-8",
     )
     article = parse_source(source, load_publication(project))
-    assert article.body == (
+    assert article.body_markdown == (
         "See a doctor when it comes with any of these. Warning signs:\n\n- numbness\n- fever\n\nOtherwise, rest."
     )
 
@@ -199,7 +199,7 @@ def test_a_text_post_keeps_its_title_above_the_byline(tmp_path: Path, project: P
                         "Dress warmly, and keep your steps short on ice.\n", encoding="utf-8")  # fmt: skip
         article = parse_source(post, load_publication(project))
         assert (article.title, article.author, str(article.date)) == ("Winter walks for a stiff back", author, date)
-        assert article.body.startswith("Walk a little every day.") and byline not in article.body
+        assert article.body_markdown.startswith("Walk a little every day.") and byline not in article.body_markdown
 
 
 def test_an_html_post_keeps_its_featured_image(project: Path, cli, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..base.dates import find_date, parse_date
 from ..base.errors import ContentError
 from ..base.files import read_text
-from ..base.model import Publication
+from ..base.model import Article, Publication
 from ..base.workspace import Workspace
 from ..base.writer import atomic_write, safe_join
 from .load import EDITION_FILE, FRONT_MATTER_KEYS, ISSUES_DIR, check_edition_name, split_front_matter, toml_string
@@ -32,18 +32,6 @@ CHROME = {
 _BULLET = re.compile(r"^\s*[•●▪◦\-*–]\s+")
 _NUMBERED = re.compile(r"^\s*(\d{1,3})[.)]\s+")
 _COPYRIGHT = re.compile(r"^(all (materials|content) )?(copyright|©|\(c\))|all rights reserved\.?$", re.I)
-
-
-@dataclass(frozen=True)
-class ImportedArticle:
-    title: str
-    body: str
-    canonical_url: str = ""
-    author: str = ""
-    date: dt.date | None = None
-    summary: str = ""
-    image: str = ""
-    image_alt: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,7 +63,7 @@ def import_article(source: Path, workspace: Workspace, into: str | Path | None =
     return ImportedFile(target, warnings)
 
 
-def parse_source(source: Path, publication: Publication) -> ImportedArticle:
+def parse_source(source: Path, publication: Publication) -> Article:
     """Pick the reader by file type: .html/.htm, .md/.markdown, anything else as plain text."""
     text = read_text(source)
     suffix = source.suffix.lower()
@@ -87,12 +75,12 @@ def parse_source(source: Path, publication: Publication) -> ImportedArticle:
         article = _from_text(text, source, publication)
     if not article.title.strip():
         raise ContentError("no title found", source)
-    if not article.body.strip():
+    if not article.body_markdown.strip():
         raise ContentError("no article text found", source)
     return article
 
 
-def _from_text(text: str, source: Path, publication: Publication) -> ImportedArticle:
+def _from_text(text: str, source: Path, publication: Publication) -> Article:
     """Plain text: [site name], title, paragraphs separated by blank lines, `•` lists, then the site's footer."""
     blocks = [b.strip("\n") for b in re.split(r"\n\s*\n", text) if b.strip()]
     blocks = [b for b in blocks if not _is_boilerplate(b, publication)]
@@ -103,8 +91,12 @@ def _from_text(text: str, source: Path, publication: Publication) -> ImportedArt
         blocks = blocks[1:]  # the first short line is the site's name, the second the title
     author, date = parse_byline(blocks[1]) if len(blocks) > 1 and parse_byline(blocks[1]) else ("", None)
     title, body = blocks[0].strip(), blocks[2:] if author or date else blocks[1:]
-    return ImportedArticle(
-        title=" ".join(title.split()), body="\n\n".join(_text_block(b) for b in body), author=author, date=date
+    return Article(
+        path=source,
+        title=" ".join(title.split()),
+        body_markdown="\n\n".join(_text_block(b) for b in body),
+        author=author,
+        date=date,
     )
 
 
@@ -167,16 +159,17 @@ def escape_markdown(text: str) -> str:
     return re.sub(r"^(#|>|[-+]\s)", r"\\\1", text)
 
 
-def _from_markdown(text: str, source: Path) -> ImportedArticle:
+def _from_markdown(text: str, source: Path) -> Article:
     meta, body, _ = split_front_matter(text, source)
     title = str(meta.get("title", ""))
     if not title:
         match = re.search(r"^#\s+(.+)$", body, re.M)
         if match:
             title, body = match[1].strip(), body[: match.start()] + body[match.end() :]
-    return ImportedArticle(
+    return Article(
+        path=source,
         title=title,
-        body=body.strip(),
+        body_markdown=body.strip(),
         canonical_url=str(meta.get("canonical_url", "")),
         author=str(meta.get("author", "")),
         date=parse_date(meta.get("date")),
@@ -251,7 +244,7 @@ def _set_alt(img: str, words: str) -> str:
     return img[:4] + f' alt="{html.escape(words)}"' + img[4:]
 
 
-def _from_html(text: str, source: Path, publication: Publication) -> ImportedArticle:
+def _from_html(text: str, source: Path, publication: Publication) -> Article:
     """The article of a saved blog page, without the page around it.
 
     trafilatura finds the main content (comments, share buttons, related posts, author boxes, sign-up widgets and
@@ -278,9 +271,10 @@ def _from_html(text: str, source: Path, publication: Publication) -> ImportedArt
         blocks = blocks[1:]  # the title is the front matter's
     body = "\n\n".join(b for b in blocks if not _is_boilerplate(b, publication))
     image, image_alt = _featured_image(page_meta, canonical, body)
-    return ImportedArticle(
+    return Article(
+        path=source,
         title=title,
-        body=body,
+        body_markdown=body,
         image=image,
         image_alt=image_alt,
         canonical_url=canonical,
@@ -299,9 +293,9 @@ def _featured_image(page: _PageMeta, canonical: str, body: str) -> tuple[str, st
     return src, html.unescape(alt).strip()
 
 
-def missing_alt_text(article: ImportedArticle) -> list[str]:
+def missing_alt_text(article: Article) -> list[str]:
     """Images of the imported body that still have no alt text (the build refuses them)."""
-    return re.findall(r"!\[\s*\]\(([^)\s]+)", article.body)
+    return re.findall(r"!\[\s*\]\(([^)\s]+)", article.body_markdown)
 
 
 def slugify(title: str) -> str:
@@ -312,13 +306,13 @@ def slugify(title: str) -> str:
     return slug or "article"
 
 
-def article_markdown(article: ImportedArticle) -> str:
+def article_markdown(article: Article) -> str:
     meta = []
     for key in FRONT_MATTER_KEYS:  # in the order the model lists them, title first
         value = getattr(article, key)
         if value:
             meta.append(f"{key} = {value.isoformat() if isinstance(value, dt.date) else toml_string(value)}")
-    return "+++\n" + "\n".join(meta) + "\n+++\n\n" + article.body.strip() + "\n"
+    return "+++\n" + "\n".join(meta) + "\n+++\n\n" + article.body_markdown.strip() + "\n"
 
 
 def _edition_folder(into: str | Path | None, title: str, root: Path) -> Path:
@@ -335,7 +329,7 @@ def _edition_folder(into: str | Path | None, title: str, root: Path) -> Path:
     return safe_join(root / ISSUES_DIR, str(into))
 
 
-def _add_to_edition(folder: Path, article: ImportedArticle, file_name: str) -> None:
+def _add_to_edition(folder: Path, article: Article, file_name: str) -> None:
     """Create issue.toml for a new edition, or append the article to an explicit `articles` list."""
     path = folder / EDITION_FILE
     if not path.exists():
