@@ -223,6 +223,8 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     for kind in KINDS:
         print(f"{kind}: {summary.counts[kind]}")
     print(f"{summary.suppressed} address(es) suppressed")
+    for line in summary.unreadable:
+        print(f"newsletter: set aside, could not be read: {line}", file=sys.stderr)
     return 0
 
 

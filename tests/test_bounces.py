@@ -399,3 +399,58 @@ def test_reports_are_read_over_imap_once_with_the_certificate_verified(sent: Pat
                                                                 "r4@example.org": "complaint"}  # fmt: skip
     again = cli("bounces", "--imap")
     assert again.code == 0 and "bounce: 0" in again.out and "auto-reply: 0" in again.out, "flagged \\Seen"
+
+
+# --- nothing stops the run ------------------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    """A multipart nested `depth` deep: the email package's parser recurses once per level."""
+    head = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
+    return f"From: x@example.net\r\nTo: bounces@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n{head}".encode()
+
+
+POISON = nested(2000)
+NO_ADDRESS = dsn(verp(99), "@mx.example.org", "5.1.1").replace(b"rfc822; @mx.example.org", b"rfc822; bad@@address")
+
+
+def test_a_message_that_cannot_be_judged_is_set_aside_and_the_run_goes_on(sent: Path, cli, tmp_path: Path) -> None:
+    box = maildir(tmp_path / "Maildir", [POISON, NO_ADDRESS, dsn(verp(1), "r0@example.org", "5.1.1")])
+    result = cli("bounces", "--maildir", box)
+    assert result.code == 0, result.err
+    assert "bounce: 1" in result.out and suppressed(sent) == {"r0@example.org": "bounce"}
+    aside = sorted((box / "unreadable").iterdir())
+    assert len(aside) == 1, "the unreadable message is moved beside cur/"
+    assert result.err.count("newsletter: set aside, could not be read: ") == 1
+    assert "Traceback" not in result.err and str(aside[0]) in result.err
+    assert not list((box / "new").iterdir()), "every other message was judged"
+    again = cli("bounces", "--maildir", box)
+    assert again.code == 0 and again.err == "", "a set-aside message is not met again"
+
+
+def test_marking_seen_renames_and_never_rewrites(sent: Path, cli, tmp_path: Path) -> None:
+    data = dsn(verp(2), "r1@example.org", "5.1.1")
+    box = maildir(tmp_path / "Maildir", [data])
+    (name,) = [p.name for p in (box / "new").iterdir()]
+    assert cli("bounces", "--maildir", box).code == 0
+    (marked,) = (box / "cur").iterdir()
+    assert marked.name == f"{name}:2,S" and marked.read_bytes() == data, "one rename, the bytes untouched (CRLF)"
+
+
+def test_an_mbox_message_that_fails_is_not_marked_done(sent: Path, cli, tmp_path: Path) -> None:
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(path)
+    box.add(POISON)
+    box.add(dsn(verp(1), "r0@example.org", "5.1.1"))
+    box.close()
+    for run in range(2):
+        result = cli("bounces", "--mbox", path)
+        assert result.code == 0 and f"{path}: message 1:" in result.err, (run, result.err)
+        assert ("bounce: 1" in result.out) == (run == 0), "the good one once; the poison is tried again"
+
+
+def test_report_text_is_stripped_of_control_characters(sent: Path, cli, tmp_path: Path) -> None:
+    data = dsn(verp(3), "r2@example.org", "5.1.1").replace(b"mailbox problem", b"\x1b[31mmailbox\x1b[0m\x07 gone")
+    assert cli("bounces", "--maildir", maildir(tmp_path / "Maildir", [data]), "-v").code == 0
+    (detail,) = suppressed(sent, "detail").values()
+    assert "\x1b" not in detail and "\x07" not in detail and "mailbox gone" in detail

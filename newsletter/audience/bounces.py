@@ -15,15 +15,22 @@ Whom a report is about: the VERP tag of the return path it was sent to (`bounces
 and the journal row, with a MAC), so a report that drops the original message still maps to its recipient; else
 the report's own Final-Recipient / Original-Rcpt-To, or the To of the original message it quotes.
 
-Each message is acted on once: Maildir messages are marked seen and moved to cur/, and the digest of each mbox
-message is remembered in the suppression store.
+Each message is acted on once, and marked done only after its outcome is in the store: a Maildir message by
+one rename into cur/ with the seen flag (`:2,S`, as the Maildir spec has it: the bytes are never rewritten),
+an IMAP message by the \\Seen flag, an mbox message by its digest in the suppression store. A message that
+cannot be read or judged (a malformed structure, nesting hundreds deep, an unknown charset, an address that is
+no address) stops nothing: it is set aside (Maildir: moved to unreadable/ beside cur/; mbox and IMAP: left
+unmarked), named in the output, and the run goes on. Text from a report is stripped of control characters
+before it is stored or printed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import mailbox
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,11 +41,13 @@ from typing import Protocol
 
 from ..base.addresses import split_mailbox
 from ..base.config import IMAPSettings
-from ..base.errors import ConfigError, ContentError
+from ..base.errors import ConfigError, ContentError, JournalError, NewsletterError
 from ..base.workspace import Workspace
 from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys
 
+UNREADABLE = "unreadable"  # beside cur/: where a Maildir message that cannot be judged is set aside
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
@@ -57,6 +66,7 @@ class Summary:
     counts: Counter = field(default_factory=Counter)
     suppressed: int = 0
     lines: list[str] = field(default_factory=list)  # one per message, for -v
+    unreadable: list[str] = field(default_factory=list)  # messages set aside: where, and why
 
 
 class SentMail(Protocol):
@@ -198,18 +208,22 @@ class BounceReader:
 
 
 def read_maildir(folder: Path, reader: BounceReader, summary: Summary) -> None:
-    """Every message not yet seen; each is then flagged seen and moved to cur/."""
+    """Every message in new/, and in cur/ without the seen flag; each marked seen by one rename into cur/ once
+    its outcome is stored. The folder is listed once: a run's cost grows with its new messages, nothing else."""
     if not (folder / "new").is_dir() or not (folder / "cur").is_dir():
         raise ContentError("not a Maildir (no new/ and cur/ folders)", folder)
-    box = mailbox.Maildir(folder, factory=None, create=False)
-    for key in list(box.keys()):
-        entry = box[key]
-        if "S" in entry.get_flags():
-            continue
-        _handle(box.get_bytes(key), reader, summary)
-        entry.set_subdir("cur")
-        entry.add_flag("S")
-        box[key] = entry
+    for sub in ("new", "cur"):
+        for path in sorted((folder / sub).iterdir()):
+            base, _, flags = path.name.partition(":2,")
+            if path.name.startswith(".") or "S" in flags or not path.is_file():
+                continue
+            if _judged(path.read_bytes(), reader, summary, str(path)):
+                os.rename(path, folder / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
+            else:
+                aside = folder / UNREADABLE
+                aside.mkdir(mode=0o700, exist_ok=True)
+                os.rename(path, aside / path.name)
+                summary.unreadable[-1] += f" (moved to {aside / path.name})"
 
 
 def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) -> None:
@@ -239,10 +253,8 @@ def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) ->
         for uid in found[0].split() if found and found[0] else []:
             _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
             data = next((part[1] for part in parts if isinstance(part, tuple)), None)
-            if data is None:
-                continue
-            _handle(data, reader, summary)
-            imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
+            if data is not None and _judged(data, reader, summary, f"IMAP message UID {uid.decode()}"):
+                imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
     except imaplib.IMAP4.error as error:
         raise ConfigError(f"IMAP {where}: {error}") from None
     finally:
@@ -260,24 +272,45 @@ def read_mbox(path: Path, reader: BounceReader, summary: Summary) -> None:
         raise ContentError("no such mbox file", path)
     box = mailbox.mbox(path, create=False)
     try:
-        for key in box.iterkeys():
+        for position, key in enumerate(box.iterkeys(), start=1):
             data = box.get_bytes(key)
-            if reader.store.first_time(hashlib.sha256(data).hexdigest()):
-                _handle(data, reader, summary)
+            digest = hashlib.sha256(data).hexdigest()
+            if not reader.store.processed(digest) and _judged(data, reader, summary, f"{path}: message {position}"):
+                reader.store.mark_processed(digest)
     finally:
         box.close()
+
+
+def _judged(data: bytes, reader: BounceReader, summary: Summary, where: str) -> bool:
+    """Judge and act on one message; False when it could not be read or judged (said in `summary`). A store
+    that cannot be written stops the run: nothing could be recorded."""
+    try:
+        _handle(data, reader, summary)
+    except (JournalError, ConfigError):
+        raise
+    except Exception as error:  # whatever a hostile or broken message makes a parser raise (RecursionError too)
+        why = error.message if isinstance(error, NewsletterError) else f"{type(error).__name__}: {error}"
+        summary.unreadable.append(f"{where}: {printable(why)[:200]}")
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences or control characters, runs of white space folded."""
+    return " ".join(_CONTROL.sub(" ", text).split())
 
 
 def _handle(data: bytes, reader: BounceReader, summary: Summary) -> None:
     message = message_from_bytes(data, policy=policy.default)
     verdict = reader.classify(message)
+    verdict = dataclasses.replace(verdict, detail=printable(verdict.detail))
     summary.counts[verdict.kind] += 1
     suppressed = reader.act(verdict)
     summary.suppressed += suppressed
     who = verdict.address or "-"
     detail = f": {verdict.detail}" if verdict.detail else ""
     summary.lines.append(f"{verdict.kind}: {who}{' (suppressed)' if suppressed else ''}{detail} "
-                         f"[{message.get('Message-ID', '')}]")  # fmt: skip
+                         f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
 
 
 def _is_auto_reply(message: Message) -> bool:

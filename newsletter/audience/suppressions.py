@@ -155,11 +155,15 @@ class SuppressionStore:
             self._db.execute("INSERT OR IGNORE INTO soft_bounces VALUES (?, ?, ?)", (key, edition, time.time()))
             return self._db.execute("SELECT count(*) FROM soft_bounces WHERE key = ?", (key,)).fetchone()[0]
 
-    def first_time(self, digest: str) -> bool:
-        """True the first time a report with this digest is seen (an mbox cannot be marked as read)."""
+    def processed(self, digest: str) -> bool:
+        """Whether the report with this digest was acted on (an mbox cannot mark a message as read)."""
         with self._errors():
-            cursor = self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
-        return cursor.rowcount == 1
+            return self._db.execute("SELECT 1 FROM processed WHERE digest = ?", (digest,)).fetchone() is not None
+
+    def mark_processed(self, digest: str) -> None:
+        """Remember a report as acted on: only once its outcome is in the store."""
+        with self._errors():
+            self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
 
     def counts_for(self, edition: str) -> dict[str, int]:
         """Suppressions a report about this edition caused, by reason."""
