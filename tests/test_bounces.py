@@ -454,3 +454,11 @@ def test_report_text_is_stripped_of_control_characters(sent: Path, cli, tmp_path
     assert cli("bounces", "--maildir", maildir(tmp_path / "Maildir", [data]), "-v").code == 0
     (detail,) = suppressed(sent, "detail").values()
     assert "\x1b" not in detail and "\x07" not in detail and "mailbox gone" in detail
+
+
+def test_an_encoded_out_of_office_subject_is_still_an_auto_reply(sent: Path, cli, tmp_path: Path) -> None:
+    """Messages are parsed with headers left as written (for speed): an RFC 2047 subject is decoded to judge it."""
+    subject = "=?utf-8?q?Automatic_reply=3A_on_leave_until_Monday?="
+    box = maildir(tmp_path / "Maildir", [plain(verp(4), subject)])
+    result = cli("bounces", "--maildir", box)
+    assert "auto-reply: 1" in result.out and suppressed(sent) == {}
