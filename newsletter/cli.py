@@ -174,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--maildir", type=Path, help="a Maildir the bounce address delivers to")
     source.add_argument("--mbox", type=Path, help="an mbox file the bounce address delivers to")
     source.add_argument("--imap", action="store_true", help="the IMAP folder of IMAP_HOST, IMAP_USERNAME, ...")
+    bounces.add_argument("--trust-unverified", action="store_true",
+                         help="UNSAFE: also act on reports that show no evidence of being about mail we "
+                         "sent (no VERP tag, no Message-ID of ours): anyone can send those, naming anyone")  # fmt: skip
 
     listing = command("suppressions", cmd_suppressions, "list suppressed addresses: reason, source, time")
     listing.add_argument("--csv", action="store_true", help="as CSV")

@@ -191,7 +191,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
     reports = edition_reports(store_path(root), edition)
     print(f"bounced {reports.get('bounce', 0)}, complained {reports.get('complaint', 0)}, "
-          f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`)")  # fmt: skip
+          f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`; "
+          f"{reports.get('unverified', 0)} unverified report(s) changed nothing)")  # fmt: skip
     warning = complaint_warning(reports.get("complaint", 0), counts["sent"])
     if warning:
         print(f"newsletter: warning: {warning}", file=sys.stderr)
@@ -206,7 +207,8 @@ def cmd_bounces(args: argparse.Namespace) -> int:
 
     workspace = current_workspace()
     imap = workspace.imap if args.imap else None
-    reader = BounceReader(workspace, SentJournals(workspace.root, workspace.publication.list_id))
+    sent = SentJournals(workspace.root, workspace.publication.list_id)
+    reader = BounceReader(workspace, sent, trust_unverified=args.trust_unverified)
     summary = Summary()
     try:
         if args.maildir:
@@ -223,6 +225,9 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     for kind in KINDS:
         print(f"{kind}: {summary.counts[kind]}")
     print(f"{summary.suppressed} address(es) suppressed")
+    if summary.unverified:
+        print(f"{summary.unverified} report(s) unverified: no VERP tag or Message-ID of ours shows they are about "
+              "mail we sent, so they changed nothing (`-v` lists them; `status` counts them)")  # fmt: skip
     for line in summary.unreadable:
         print(f"newsletter: set aside, could not be read: {line}", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import LIST_ID, SAMPLE_EDITION, suppressed
 
-from newsletter.audience.tokens import read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
+from newsletter.audience.tokens import message_id_for, read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
 from newsletter.base.model import Recipient
 from newsletter.base.workspace import open_workspace
 from newsletter.delivery.journal import JournalStore, journal_path
@@ -38,11 +38,20 @@ def verp(row_id: int, edition: str = SAMPLE_EDITION) -> str:
     return f"bounces+{verp_tag(KEYS, LIST_ID, edition, row_id)}@example.org"
 
 
-def dsn(to: str, recipient: str, status: str, action: str = "failed", original: bool = True) -> bytes:
-    """A delivery status notification as Postfix writes it."""
+def ours(address: str) -> str:
+    """The Message-ID our send gave the sample edition's message to `address` (keyed: no one else can make it)."""
+    return message_id_for(SAMPLE_EDITION, LIST_ID, address, "seattle-neuro.example", KEYS[0])
+
+
+FORGED = f"<{'0' * 32}.{SAMPLE_EDITION}@seattle-neuro.example>"  # the shape of ours, without the key
+
+
+def dsn(to: str, recipient: str, status: str, action: str = "failed", original: bool = True,
+        message_id: str = "") -> bytes:  # fmt: skip
+    """A delivery status notification as Postfix writes it, quoting our message to `recipient`."""
     quoted = ("--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Seattle Neuro Blog <newsletter@example.org>\r\n"
               f"To: {recipient}\r\nSubject: Is Physical Therapy Worth It?\r\n"
-              f"Message-ID: <0123abcd.{SAMPLE_EDITION}@example.org>\r\n\r\n") if original else ""  # fmt: skip
+              f"Message-ID: {message_id or ours(recipient)}\r\n\r\n") if original else ""  # fmt: skip
     return (
         f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {to}\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
@@ -57,7 +66,7 @@ def dsn(to: str, recipient: str, status: str, action: str = "failed", original: 
     ).encode()
 
 
-def arf(recipient: str) -> bytes:
+def arf(recipient: str, message_id: str = "") -> bytes:
     """An abuse report as a provider's feedback loop sends it (RFC 5965), the original message quoted."""
     return (
         "From: feedback@fbl.example.net\r\nTo: abuse@example.org\r\nSubject: Complaint\r\nMIME-Version: 1.0\r\n"
@@ -68,7 +77,7 @@ def arf(recipient: str) -> bytes:
         "Version: 1\r\nReporting-MTA: dns; fbl.example.net\r\n\r\n"
         "--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: Seattle Neuro Blog <newsletter@example.org>\r\n"
         f"To: {recipient}\r\nSubject: Is Physical Therapy Worth It?\r\n"
-        f"Message-ID: <0123abcd.{SAMPLE_EDITION}@example.org>\r\n\r\nbody\r\n--F--\r\n"
+        f"Message-ID: {message_id or ours(recipient)}\r\n\r\nbody\r\n--F--\r\n"
     ).encode()
 
 
@@ -123,32 +132,34 @@ def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, s
     box = maildir(tmp_path / "Maildir", [
         dsn(verp(1), "r0@example.org", "5.1.1"),                              # hard bounce, by its VERP tag
         dsn(verp(2), "alias-of-r1@mx.example.net", "5.2.1", original=False),  # the tag wins over the report
-        dsn("bounces@example.org", "r2@example.org", "5.0.0"),                # no tag: the report's recipient
+        dsn("bounces@example.org", "r2@example.org", "5.0.0"),                # no tag: our Message-ID to r2
         dsn(verp(4), "r3@example.org", "4.2.2", action="delayed"),            # temporary: counted only
         arf("r4@example.org"),                                                 # complaint
         plain("Unsubscribe <unsubscribe@seattle-neuro.example>", f"unsubscribe {token}", sender="r5@example.org"),
         plain("unsubscribe@seattle-neuro.example", "unsubscribe " + "A" * 40),          # a forged token: left alone
         plain(verp(7), "Out of Office: back Monday", "Auto-Submitted: auto-replied\r\n"),
         plain(verp(8), "Automatic reply: Is Physical Therapy Worth It?"),
-        plain("bounces@example.org", "failure notice", sender="MAILER-DAEMON@mail.example.com", body=QMAIL),
+        plain("bounces@example.org", "failure notice", sender="MAILER-DAEMON@mail.example.com", body=QMAIL),  # no
+        # evidence that r7 got mail from us: unverified
         plain("bounces@example.org", "Hello from a reader"),
     ])  # fmt: skip
     result = cli("bounces", "--maildir", box, "-v")
     assert result.code == 0, result.err
     assert suppressed(sent) == {
         "r0@example.org": "bounce", "r1@example.org": "bounce", "r2@example.org": "bounce",
-        "r4@example.org": "complaint", "r5@example.org": "unsubscribe", "r7@example.org": "bounce",
+        "r4@example.org": "complaint", "r5@example.org": "unsubscribe",
     }  # fmt: skip
     assert suppressed(sent, "edition")["r0@example.org"] == SAMPLE_EDITION
+    assert suppressed(sent, "edition")["r2@example.org"] == SAMPLE_EDITION, "the edition our Message-ID names"
     for line in ("bounce: 4", "soft-bounce: 1", "complaint: 1", "unsubscribe: 1", "auto-reply: 2", "other: 2",
-                 "6 address(es) suppressed"):  # fmt: skip
+                 "5 address(es) suppressed"):  # fmt: skip
         assert line in result.out.splitlines(), line
     assert "bounce: r0@example.org (suppressed): smtp; 550 5.1.1" in result.out
     again = cli("bounces", "--maildir", box)
     assert again.code == 0 and "0 address(es) suppressed" in again.out and "bounce: 0" in again.out
     assert not list((box / "new").iterdir()), "every message was moved to cur/ and flagged seen"
     status = cli("status", SAMPLE_EDITION)
-    assert "bounced 3, complained 1, unsubscribed 0" in status.out  # r7's report named no edition
+    assert "bounced 3, complained 1, unsubscribed 0" in status.out
     assert "warning: 1 complaint(s) for 10 message(s) sent (10.00%)" in status.err
     (sent / "list.csv").write_text("email\nz@example.org\n", encoding="utf-8")
     smtp_env({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9", "SMTP_SECURITY": "none"})  # never reached
@@ -462,3 +473,39 @@ def test_an_encoded_out_of_office_subject_is_still_an_auto_reply(sent: Path, cli
     box = maildir(tmp_path / "Maildir", [plain(verp(4), subject)])
     result = cli("bounces", "--maildir", box)
     assert "auto-reply: 1" in result.out and suppressed(sent) == {}
+
+
+# --- trust: only evidence acts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        dsn("bounces@example.org", "victim@example.org", "5.1.1", message_id=FORGED),  # no tag, a made-up id
+        dsn("bounces@example.org", "victim@example.org", "5.1.1", original=False),  # nothing quoted at all
+        dsn("bounces@example.org", "victim@example.org", "5.1.1", message_id=ours("r0@example.org")),  # ours, to
+        # someone else: a real Message-ID is evidence only for the address it was made for
+        dsn("bounces+zzzzz-1-aaaaaaaa@example.org", "victim@example.org", "5.1.1", message_id=FORGED),  # bad tag
+        arf("victim@example.org", message_id=FORGED),
+        plain("bounces@example.org", "failure notice", sender="MAILER-DAEMON@x.example",
+              body=QMAIL.replace("r7@example.org", "victim@example.org")),
+    ],
+    ids=["forged-message-id", "no-original", "message-id-for-another", "invalid-verp-tag", "forged-arf", "qmail"],
+)  # fmt: skip
+def test_a_forged_report_suppresses_no_one(sent: Path, cli, tmp_path: Path, report: bytes) -> None:
+    box = maildir(tmp_path / "Maildir", [report] * 3)
+    result = cli("bounces", "--maildir", box, "-v")
+    assert result.code == 0, result.err
+    assert suppressed(sent) == {} and "0 address(es) suppressed" in result.out
+    assert "3 report(s) unverified" in result.out and "(unverified: no evidence we sent it" in result.out
+    status = cli("status", SAMPLE_EDITION)
+    assert "warning" not in status.err, "forged complaints raise no complaint-rate warning"
+
+
+def test_trust_unverified_is_the_operators_choice(sent: Path, cli, tmp_path: Path) -> None:
+    box = maildir(tmp_path / "Maildir", [dsn("bounces@example.org", "victim@example.org", "5.1.1", message_id=FORGED)])
+    assert cli("bounces", "--maildir", box).code == 0 and suppressed(sent) == {}
+    forged_again = maildir(tmp_path / "Again", [dsn("bounces@example.org", "victim@example.org", "5.1.1",
+                                                    message_id=FORGED)])  # fmt: skip
+    result = cli("bounces", "--maildir", forged_again, "--trust-unverified")
+    assert result.code == 0 and suppressed(sent) == {"victim@example.org": "bounce"}

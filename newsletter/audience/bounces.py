@@ -45,8 +45,9 @@ from ..base.config import IMAPSettings
 from ..base.errors import ConfigError, ContentError, JournalError, NewsletterError
 from ..base.workspace import Workspace
 from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore
-from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys
+from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys, sent_to
 
+ACTED_ON = ("bounce", "soft-bounce", "complaint")  # what a report may do to an address, given evidence
 UNREADABLE = "unreadable"  # beside cur/: where a Maildir message that cannot be judged is set aside
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
@@ -60,6 +61,7 @@ class Verdict:
     address: str = ""
     edition: str = ""
     detail: str = ""
+    evidence: str = ""  # why the report is about mail we sent to `address`: "verp", "message-id", "token"
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Summary:
     suppressed: int = 0
     lines: list[str] = field(default_factory=list)  # one per message, for -v
     unreadable: list[str] = field(default_factory=list)  # messages set aside: where, and why
+    unverified: int = 0  # reports without evidence: recorded, acted on only with --trust-unverified
 
 
 class SentMail(Protocol):
@@ -81,8 +84,10 @@ class SentMail(Protocol):
 class BounceReader:
     """Turns reports into verdicts and verdicts into suppressions, for one publication's working folder."""
 
-    def __init__(self, workspace: Workspace, sent: SentMail) -> None:
-        """`sent` says which editions went out and whom a VERP tag's journal row was sent to."""
+    def __init__(self, workspace: Workspace, sent: SentMail, trust_unverified: bool = False) -> None:
+        """`sent` says which editions went out and whom a VERP tag's journal row was sent to.
+        `trust_unverified` acts on reports without evidence too: anyone can send those (unsafe)."""
+        self.trust_unverified = trust_unverified
         publication = workspace.publication
         self.publication = publication
         self.keys = required_keys(publication.unsubscribe_secret, "bounces")
@@ -124,6 +129,16 @@ class BounceReader:
             return Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80])
         return self._nonstandard(message)
 
+    def _evidence(self, message: EmailMessage, verp: tuple[str, str] | None, address: str) -> tuple[str, str]:
+        """(evidence, edition): a valid VERP tag, or a quoted original whose Message-ID we made for `address`;
+        ("", the edition the report claims) when there is neither."""
+        if verp:
+            return "verp", verp[1]
+        original = _quoted_original(message)
+        message_id = str(original.get("Message-ID", "")) if original else ""
+        edition = sent_to(self.keys, self.publication.list_id, message_id, address, self._sent.editions())
+        return ("message-id", edition) if edition else ("", self._edition_of(message))
+
     def _edition_of(self, message: EmailMessage) -> str:
         """The edition a report quotes, by the label our Message-IDs carry (`<digest.EDITION@domain>`)."""
         original = _quoted_original(message)
@@ -139,11 +154,13 @@ class BounceReader:
         address = verp[0] if verp else _address(fields.get("original-rcpt-to", "")) or _address(
             str(original.get("To", "")) if original else "")  # fmt: skip
         kind = fields.get("feedback-type", "abuse")
+        evidence, edition = self._evidence(message, verp, address)
         return Verdict(
             "complaint" if address else "other",
             address,
-            verp[1] if verp else self._edition_of(message),
+            edition,
             f"{kind} report from {fields.get('reporting-mta', fields.get('user-agent', 'a provider'))}",
+            evidence,
         )
 
     def _dsn(self, message: EmailMessage) -> Verdict:
@@ -154,12 +171,12 @@ class BounceReader:
         diagnostic = fields.get("diagnostic-code", "") or fields.get("status", "")
         address = verp[0] if verp else _address(fields.get("original-recipient", "")) or _address(
             fields.get("final-recipient", ""))  # fmt: skip
-        edition = verp[1] if verp else self._edition_of(message)
+        evidence, edition = self._evidence(message, verp, address)
         if not address or action in ("delivered", "relayed", "expanded"):
             return Verdict("other", address, edition, f"DSN action {action or '?'}")
         if (status and status[1] == "4") or action == "delayed":
-            return Verdict("soft-bounce", address, edition, diagnostic)
-        return Verdict("bounce", address, edition, diagnostic)
+            return Verdict("soft-bounce", address, edition, diagnostic, evidence)
+        return Verdict("bounce", address, edition, diagnostic, evidence)
 
     def _mailto_unsubscribe(self, message: EmailMessage) -> Verdict | None:
         mailto = self.publication.unsubscribe_mailto.lower()
@@ -168,7 +185,7 @@ class BounceReader:
         for token in re.findall(r"[A-Za-z0-9_-]{22,400}", str(message.get("Subject", ""))):
             address = read_unsubscribe_token(self.keys, self.publication.list_id, token)
             if address:
-                return Verdict("unsubscribe", address, detail="mailto: unsubscribe")
+                return Verdict("unsubscribe", address, detail="mailto: unsubscribe", evidence="token")
         return Verdict("other", detail="mail to the unsubscribe address without a valid token")
 
     def _nonstandard(self, message: EmailMessage) -> Verdict:
@@ -187,17 +204,28 @@ class BounceReader:
         if not failed:  # sent to a VERP address, but not recognisably a bounce
             return Verdict("other", verp[0], verp[1], "mail to a return path that is not a bounce")
         address = verp[0] if verp else failed[0]
+        evidence, edition = self._evidence(message, verp, address)
         return Verdict(
             "bounce" if permanent else "soft-bounce",
             address,
-            verp[1] if verp else "",
+            edition,
             f"non-standard bounce ({str(message.get('Subject', ''))[:60]})",
+            evidence,
         )
 
     # --- acting ---------------------------------------------------------------------------------------------
 
+    def trusted(self, verdict: Verdict) -> bool:
+        """Whether a report may change anything: it shows it is about mail we sent (or the operator said to
+        trust every report). A DSN or an abuse report is a message anyone can write, naming anyone."""
+        return bool(verdict.evidence) or self.trust_unverified or verdict.kind not in ACTED_ON
+
     def act(self, verdict: Verdict) -> bool:
-        """Record what a verdict means; True when it suppressed an address."""
+        """Record what a verdict means; True when it suppressed an address. A report without evidence is
+        recorded as unverified, with the address it claims, and changes nothing."""
+        if not self.trusted(verdict):
+            self.store.record_unverified(verdict.address, verdict.kind, verdict.detail, verdict.edition)
+            return False
         if verdict.kind in ("bounce", "complaint", "unsubscribe"):
             return self.store.add(verdict.address, verdict.kind, f"{verdict.kind} report", verdict.detail,
                                   verdict.edition)  # fmt: skip
@@ -306,11 +334,14 @@ def _handle(data: bytes, reader: BounceReader, summary: Summary) -> None:
     verdict = reader.classify(message)
     verdict = dataclasses.replace(verdict, detail=printable(verdict.detail))
     summary.counts[verdict.kind] += 1
+    trusted = reader.trusted(verdict)
+    summary.unverified += not trusted
     suppressed = reader.act(verdict)
     summary.suppressed += suppressed
     who = verdict.address or "-"
     detail = f": {verdict.detail}" if verdict.detail else ""
-    summary.lines.append(f"{verdict.kind}: {who}{' (suppressed)' if suppressed else ''}{detail} "
+    mark = " (suppressed)" if suppressed else "" if trusted else " (unverified: no evidence we sent it; not acted on)"
+    summary.lines.append(f"{verdict.kind}: {who}{mark}{detail} "
                          f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
 
 

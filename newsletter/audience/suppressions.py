@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS suppressions (
 CREATE TABLE IF NOT EXISTS soft_bounces (key TEXT NOT NULL, edition TEXT NOT NULL, at REAL NOT NULL,
                                          PRIMARY KEY (key, edition));
 CREATE TABLE IF NOT EXISTS processed (digest TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS unverified (address TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
+                                       edition TEXT NOT NULL, at REAL NOT NULL);
 """
 SOFT_BOUNCE_LIMIT = 3  # temporary failures on this many different editions make a bounce
 
@@ -165,6 +167,18 @@ class SuppressionStore:
         with self._errors():
             self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
 
+    def record_unverified(self, address: str, kind: str, detail: str, edition: str) -> None:
+        """Keep a report that showed no evidence of being about our mail: what it claimed, for `status`."""
+        with self._errors():
+            self._db.execute("INSERT INTO unverified VALUES (?, ?, ?, ?, ?)",
+                             (address[:320], kind, " ".join(detail.split())[:500], edition, time.time()))  # fmt: skip
+
+    def unverified_count(self, edition: str = "") -> int:
+        """Unverified reports (about one edition, or all)."""
+        with self._errors():
+            query = "SELECT count(*) FROM unverified" + (" WHERE edition = ?" if edition else "")
+            return self._db.execute(query, (edition,) if edition else ()).fetchone()[0]
+
     def counts_for(self, edition: str) -> dict[str, int]:
         """Suppressions a report about this edition caused, by reason."""
         with self._errors():
@@ -200,7 +214,7 @@ def edition_reports(path: Path, edition: str) -> dict[str, int]:
     if not path.is_file():
         return {}
     with SuppressionStore(path) as store:
-        return store.counts_for(edition)
+        return {**store.counts_for(edition), "unverified": store.unverified_count(edition)}
 
 
 def complaint_warning(complaints: int, sent: int) -> str:

@@ -177,10 +177,28 @@ def read_verp_tag(keys: list[bytes], list_id: str, tag: str) -> tuple[str, int] 
     return None
 
 
-def message_id_for(edition_name: str, list_id: str, email: str, domain: str) -> str:
-    """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID."""
-    digest = hashlib.sha256(f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hexdigest()[:32]
-    return f"<{digest}.{message_label(edition_name)}@{domain}>"
+def message_id_for(edition_name: str, list_id: str, email: str, domain: str, key: bytes) -> str:
+    """Stable per edition and recipient, so every attempt to one recipient carries the same Message-ID; keyed
+    with the list's key, so that a report quoting it is evidence the message went from us to that address (a
+    Message-ID anyone could compute from the address would be no evidence at all)."""
+    return f"<{_message_digest(key, list_id, edition_name, email)}.{message_label(edition_name)}@{domain}>"
+
+
+def _message_digest(key: bytes, list_id: str, edition_name: str, email: str) -> str:
+    return _mac(key, b"message-id", f"{list_id}\0{edition_name}\0{mailbox_key(email)}".encode()).hex()[:32]
+
+
+def sent_to(keys: list[bytes], list_id: str, message_id: str, email: str, editions: list[str]) -> str | None:
+    """The edition of ours whose message to `email` carried `message_id`, or None: a quoted Message-ID is
+    evidence only for the address it was made for."""
+    match = re.fullmatch(r"\s*<([0-9a-f]{32})\.([A-Za-z0-9-]+)@[^>]+>\s*", message_id or "")
+    if match is None or not email:
+        return None
+    for edition in (name for name in editions if message_label(name) == match[2]):
+        for key in keys:
+            if hmac.compare_digest(_message_digest(key, list_id, edition, email), match[1]):
+                return edition
+    return None
 
 
 @functools.lru_cache

@@ -169,7 +169,11 @@ class MessageFactory:
         if self.unique_ids:
             return f"<{uuid.uuid4().hex}.test.{message_label(self.rendered.edition.name)}@{self.sender.domain}>"
         return message_id_for(
-            self.rendered.edition.name, self.rendered.publication.list_id, recipient.email, self.sender.domain
+            self.rendered.edition.name,
+            self.rendered.publication.list_id,
+            recipient.email,
+            self.sender.domain,
+            self._keys[0],
         )
 
     def fingerprint(self) -> str:
