@@ -209,7 +209,7 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     imap = workspace.imap if args.imap else None
     sent = SentJournals(workspace.root, workspace.publication.list_id)
     reader = BounceReader(workspace, sent, trust_unverified=args.trust_unverified)
-    summary = Summary()
+    summary = Summary(each=print if args.verbose else None)
     try:
         if args.maildir:
             read_maildir(args.maildir, reader, summary)
@@ -219,9 +219,6 @@ def cmd_bounces(args: argparse.Namespace) -> int:
             read_imap(imap, reader, summary)
     finally:
         reader.close()
-    if args.verbose:
-        for line in summary.lines:
-            print(line)
     for kind in KINDS:
         print(f"{kind}: {summary.counts[kind]}")
     print(f"{summary.suppressed} address(es) suppressed")

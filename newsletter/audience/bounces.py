@@ -33,6 +33,7 @@ import mailbox
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -68,7 +69,7 @@ class Verdict:
 class Summary:
     counts: Counter = field(default_factory=Counter)
     suppressed: int = 0
-    lines: list[str] = field(default_factory=list)  # one per message, for -v
+    each: Callable[[str], None] | None = None  # told one line per message as it is judged (for -v): none kept
     unreadable: list[str] = field(default_factory=list)  # messages set aside: where, and why
     unverified: int = 0  # reports without evidence: recorded, acted on only with --trust-unverified
 
@@ -242,17 +243,24 @@ def read_maildir(folder: Path, reader: BounceReader, summary: Summary) -> None:
     if not (folder / "new").is_dir() or not (folder / "cur").is_dir():
         raise ContentError("not a Maildir (no new/ and cur/ folders)", folder)
     for sub in ("new", "cur"):
-        for path in sorted((folder / sub).iterdir()):
-            base, _, flags = path.name.partition(":2,")
-            if path.name.startswith(".") or "S" in flags or not path.is_file():
-                continue
-            if _judged(path.read_bytes(), reader, summary, str(path)):
-                os.rename(path, folder / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
-            else:
-                aside = folder / UNREADABLE
-                aside.mkdir(mode=0o700, exist_ok=True)
-                os.rename(path, aside / path.name)
-                summary.unreadable[-1] += f" (moved to {aside / path.name})"
+        with os.scandir(folder / sub) as entries:  # one listing, read as it goes: memory flat whatever the size
+            for entry in entries:
+                path = Path(entry.path)
+                base, _, flags = path.name.partition(":2,")
+                if path.name.startswith(".") or "S" in flags or not entry.is_file():
+                    continue
+                if _judged(path.read_bytes(), reader, summary, str(path)):
+                    os.rename(path, folder / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
+                else:
+                    _set_aside(folder, path, summary)
+
+
+def _set_aside(folder: Path, path: Path, summary: Summary) -> None:
+    """Move a message that cannot be judged out of the way, to unreadable/ beside cur/."""
+    aside = folder / UNREADABLE
+    aside.mkdir(mode=0o700, exist_ok=True)
+    os.rename(path, aside / path.name)
+    summary.unreadable[-1] += f" (moved to {aside / path.name})"
 
 
 def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) -> None:
@@ -341,8 +349,9 @@ def _handle(data: bytes, reader: BounceReader, summary: Summary) -> None:
     who = verdict.address or "-"
     detail = f": {verdict.detail}" if verdict.detail else ""
     mark = " (suppressed)" if suppressed else "" if trusted else " (unverified: no evidence we sent it; not acted on)"
-    summary.lines.append(f"{verdict.kind}: {who}{mark}{detail} "
-                         f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
+    if summary.each is not None:
+        summary.each(f"{verdict.kind}: {who}{mark}{detail} "
+                     f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
 
 
 def _is_auto_reply(message: Message) -> bool:
