@@ -1,4 +1,4 @@
-// Evaluated by newsletter/toolchecks.py in headless Chromium (Playwright's page.evaluate): one walk over the
+// Evaluated by newsletter/checks/chromium.py in headless Chromium (Playwright's page.evaluate): one walk over the
 // visible text of the email, measuring what the layout and contrast checks need.
 ({ minFont, dark }) => {
   const doc = document.documentElement;
