@@ -202,7 +202,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bounces(args: argparse.Namespace) -> int:
-    from .audience.bounces import KINDS, BounceReader, Summary, read_imap, read_maildir, read_mbox
+    from .audience.bounces import KINDS, BounceReader, Summary
+    from .audience.mailboxes import read_imap, read_maildir, read_mbox
     from .delivery.journal import SentJournals
 
     workspace = current_workspace()

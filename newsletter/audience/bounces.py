@@ -26,11 +26,7 @@ before it is stored or printed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import mailbox
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -38,19 +34,15 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
-from pathlib import Path
 from typing import Protocol
 
 from ..base.addresses import split_mailbox
-from ..base.config import IMAPSettings
-from ..base.errors import ConfigError, ContentError, JournalError, NewsletterError
 from ..base.workspace import Workspace
 from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys, sent_to
 
-ACTED_ON = ("bounce", "soft-bounce", "complaint")  # what a report may do to an address, given evidence
-UNREADABLE = "unreadable"  # beside cur/: where a Maildir message that cannot be judged is set aside
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+ACTED_ON = ("bounce", "soft-bounce", "complaint")  # what a report may do to an address, given evidence
 KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
@@ -237,123 +229,6 @@ class BounceReader:
         return False
 
 
-def read_maildir(folder: Path, reader: BounceReader, summary: Summary) -> None:
-    """Every message in new/, and in cur/ without the seen flag; each marked seen by one rename into cur/ once
-    its outcome is stored. The folder is listed once: a run's cost grows with its new messages, nothing else."""
-    if not (folder / "new").is_dir() or not (folder / "cur").is_dir():
-        raise ContentError("not a Maildir (no new/ and cur/ folders)", folder)
-    for sub in ("new", "cur"):
-        with os.scandir(folder / sub) as entries:  # one listing, read as it goes: memory flat whatever the size
-            for entry in entries:
-                path = Path(entry.path)
-                base, _, flags = path.name.partition(":2,")
-                if path.name.startswith(".") or "S" in flags or not entry.is_file():
-                    continue
-                if _judged(path.read_bytes(), reader, summary, str(path)):
-                    os.rename(path, folder / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
-                else:
-                    _set_aside(folder, path, summary)
-
-
-def _set_aside(folder: Path, path: Path, summary: Summary) -> None:
-    """Move a message that cannot be judged out of the way, to unreadable/ beside cur/."""
-    aside = folder / UNREADABLE
-    aside.mkdir(mode=0o700, exist_ok=True)
-    os.rename(path, aside / path.name)
-    summary.unreadable[-1] += f" (moved to {aside / path.name})"
-
-
-def read_imap(settings: IMAPSettings, reader: BounceReader, summary: Summary) -> None:
-    """Every unseen message of the folder over IMAPS (certificate and host name verified); each is then
-    flagged \\Seen, so the next run skips it."""
-    import imaplib
-    import ssl
-
-    where = f"{settings.host}:{settings.port}"
-    context = ssl.create_default_context(cafile=settings.ca_file or None)
-    try:
-        imap = imaplib.IMAP4_SSL(settings.host, settings.port, ssl_context=context, timeout=settings.timeout)
-    except ssl.SSLCertVerificationError as error:
-        raise ConfigError(f"cannot connect to IMAP {where}: TLS certificate not trusted ({error.verify_message}); "
-                          "set IMAP_CA_FILE to the CA that signed it") from None  # fmt: skip
-    except (TimeoutError, OSError) as error:
-        raise ConfigError(f"cannot connect to IMAP {where}: {error.strerror or error}") from None
-    try:
-        try:
-            imap.login(settings.username, settings.password)
-        except imaplib.IMAP4.error:
-            raise ConfigError(f"IMAP login failed for user {settings.username} at {where}") from None
-        status, _ = imap.select(_quoted(settings.folder))
-        if status != "OK":
-            raise ConfigError(f"IMAP folder {settings.folder!r} not found at {where} (IMAP_FOLDER)")
-        _, found = imap.uid("SEARCH", None, "UNSEEN")
-        for uid in found[0].split() if found and found[0] else []:
-            _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
-            data = next((part[1] for part in parts if isinstance(part, tuple)), None)
-            if data is not None and _judged(data, reader, summary, f"IMAP message UID {uid.decode()}"):
-                imap.uid("STORE", uid, "+FLAGS", "(\\Seen)")
-    except imaplib.IMAP4.error as error:
-        raise ConfigError(f"IMAP {where}: {error}") from None
-    finally:
-        with contextlib.suppress(imaplib.IMAP4.error, OSError):
-            imap.logout()
-
-
-def _quoted(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def read_mbox(path: Path, reader: BounceReader, summary: Summary) -> None:
-    """Every message whose digest the store has not seen."""
-    if not path.is_file():
-        raise ContentError("no such mbox file", path)
-    box = mailbox.mbox(path, create=False)
-    try:
-        for position, key in enumerate(box.iterkeys(), start=1):
-            data = box.get_bytes(key)
-            digest = hashlib.sha256(data).hexdigest()
-            if not reader.store.processed(digest) and _judged(data, reader, summary, f"{path}: message {position}"):
-                reader.store.mark_processed(digest)
-    finally:
-        box.close()
-
-
-def _judged(data: bytes, reader: BounceReader, summary: Summary, where: str) -> bool:
-    """Judge and act on one message; False when it could not be read or judged (said in `summary`). A store
-    that cannot be written stops the run: nothing could be recorded."""
-    try:
-        _handle(data, reader, summary)
-    except (JournalError, ConfigError):
-        raise
-    except Exception as error:  # whatever a hostile or broken message makes a parser raise (RecursionError too)
-        why = error.message if isinstance(error, NewsletterError) else f"{type(error).__name__}: {error}"
-        summary.unreadable.append(f"{where}: {printable(why)[:200]}")
-        return False
-    return True
-
-
-def printable(text: str) -> str:
-    """`text` without terminal escape sequences or control characters, runs of white space folded."""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
-def _handle(data: bytes, reader: BounceReader, summary: Summary) -> None:
-    message = message_from_bytes(data, policy=policy.compat32)
-    verdict = reader.classify(message)
-    verdict = dataclasses.replace(verdict, detail=printable(verdict.detail))
-    summary.counts[verdict.kind] += 1
-    trusted = reader.trusted(verdict)
-    summary.unverified += not trusted
-    suppressed = reader.act(verdict)
-    summary.suppressed += suppressed
-    who = verdict.address or "-"
-    detail = f": {verdict.detail}" if verdict.detail else ""
-    mark = " (suppressed)" if suppressed else "" if trusted else " (unverified: no evidence we sent it; not acted on)"
-    if summary.each is not None:
-        summary.each(f"{verdict.kind}: {who}{mark}{detail} "
-                     f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
-
-
 def _is_auto_reply(message: Message) -> bool:
     auto = str(message.get("Auto-Submitted", "no")).lower()
     return (auto not in ("", "no") or any(h in message for h in ("X-Autoreply", "X-Autorespond", "X-Vacation"))
@@ -406,3 +281,25 @@ def _address(field_value: str) -> str:
     candidate = match[1] if match else value
     _, address, problem = split_mailbox(candidate)
     return "" if problem else address
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences or control characters, runs of white space folded."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def judge(data: bytes, reader: BounceReader, summary: Summary) -> None:
+    message = message_from_bytes(data, policy=policy.compat32)
+    verdict = reader.classify(message)
+    verdict = dataclasses.replace(verdict, detail=printable(verdict.detail))
+    summary.counts[verdict.kind] += 1
+    trusted = reader.trusted(verdict)
+    summary.unverified += not trusted
+    suppressed = reader.act(verdict)
+    summary.suppressed += suppressed
+    who = verdict.address or "-"
+    detail = f": {verdict.detail}" if verdict.detail else ""
+    mark = " (suppressed)" if suppressed else "" if trusted else " (unverified: no evidence we sent it; not acted on)"
+    if summary.each is not None:
+        summary.each(f"{verdict.kind}: {who}{mark}{detail} "
+                     f"[{printable(str(message.get('Message-ID', '')))}]")  # fmt: skip
