@@ -220,6 +220,7 @@ def cmd_bounces(args: argparse.Namespace) -> int:
             read_imap(imap, reader, summary)
     finally:
         reader.close()
+        sent.close()
     for kind in KINDS:
         print(f"{kind}: {summary.counts[kind]}")
     print(f"{summary.suppressed} address(es) suppressed")

@@ -120,6 +120,7 @@ class SentJournals:
 
     def __init__(self, root: Path, list_id: str) -> None:
         self._journals = {edition_code(list_id, path.stem): path for path in sent_editions(root)}
+        self._open: dict[str, JournalReader] = {}  # opened on first use, once per edition, for the whole run
 
     def editions(self) -> list[str]:
         return [path.stem for path in self._journals.values()]
@@ -129,9 +130,15 @@ class SentJournals:
         path = self._journals.get(code)
         if path is None:
             return None
-        with JournalReader(path) as reader:
-            address = reader.email_of(row_id)
+        if code not in self._open:
+            self._open[code] = JournalReader(path)
+        address = self._open[code].email_of(row_id)
         return (address, path.stem) if address else None
+
+    def close(self) -> None:
+        for reader in self._open.values():
+            reader.close()
+        self._open.clear()
 
 
 def open_existing(root: Path, edition_name: str) -> JournalReader:
