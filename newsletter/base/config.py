@@ -28,7 +28,8 @@ from .model import Publication
 CONFIG_FILE = "newsletter.toml"
 MIN_SECRET_BYTES = 16
 SECURITY_MODES = ("starttls", "ssl", "none")
-_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret", "dkim"}
+_PUBLICATION_KEYS = {f.name for f in dataclasses.fields(Publication)} - {"source", "unsubscribe_secret"}
+NO_WORKSPACE = f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter"
 _CSS_COLOR = re.compile(
     r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|(?:rgb|hsl)a?\(\s*[0-9.%]+(?:\s*[,\s/]\s*[0-9.%]+){2,3}\s*\)"
 )
@@ -41,7 +42,7 @@ def find_root(start: Path) -> Path:
     for folder in (start, *start.parents):
         if (folder / CONFIG_FILE).is_file():
             return folder
-    raise ConfigError(f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter")
+    raise ConfigError(NO_WORKSPACE)
 
 
 def load_environment(root: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -88,7 +89,7 @@ def load_publication(root: Path, env: Mapping[str, str] | None = None) -> Public
 def _read_settings(path: Path) -> dict[str, str]:
     """The `[publication]` table as strings, with `from` named `sender` as the model has it."""
     if not path.is_file():
-        raise ConfigError(f"no {CONFIG_FILE} here or above: run `newsletter init` to start a newsletter", path)
+        raise ConfigError(NO_WORKSPACE, path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -190,8 +191,8 @@ def ascii_url(url: str) -> str:
 
 
 def _check_publication(publication: Publication, source: str) -> None:
-    """Fail early, naming the key, on settings that would only break at send time."""
-    parse_mailbox(publication.sender, "[publication] from", source)
+    """Fail early, naming the key, on settings that would only break at send time (the sender, name and
+    disclaimer were checked as they were read)."""
     if publication.reply_to:
         parse_mailbox(publication.reply_to, "[publication] reply_to", source)
     if publication.bounce_address:
@@ -209,10 +210,6 @@ def _check_publication(publication: Publication, source: str) -> None:
             "and nobody can be told apart when they unsubscribe",
             source,
         )
-    if not publication.disclaimer.strip():
-        raise ConfigError("[publication] disclaimer must not be empty: every edition carries it", source)
-    if not publication.copyright.strip():
-        raise ConfigError("[publication] copyright must not be empty: every edition carries it", source)
     for key in ("name", "list_id", "unsubscribe_url", "unsubscribe_mailto"):
         try:
             check_header_value(f"[publication] {key}", getattr(publication, key))

@@ -16,11 +16,9 @@ from pathlib import Path
 from .addresses import parse_mailbox
 from .config import (
     IMAPSettings,
-    SMTPSettings,
     load_environment,
     load_publication,
     require_imap_settings,
-    require_smtp_settings,
 )
 from .dkim import DKIMKey, key_from_environment
 from .model import Publication
@@ -30,6 +28,7 @@ TEMPLATES_DIR = "templates"
 BUILD_DIR = "build"
 PRIVATE_DIR = ".newsletter"  # subscriber data: journals and stores, owner-only
 SUPPRESSIONS_FILE = "suppressions.sqlite"
+JOURNALS_DIR = "journal"  # one send journal per edition
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,8 @@ class Workspace:
     """The publication as plain data, its secrets, the delivery settings, and where everything lives.
 
     `settings` holds the environment and `.env` as read at the edge: the delivery settings (SMTP_*, IMAP_*,
-    NEWSLETTER_TRANSPORT) are parsed from it when a command needs them, so a bad IMAP port never stops a build.
+    NEWSLETTER_TRANSPORT) are parsed from it when a command needs them (the transport its module names, the
+    bounce mailbox `imap`), so a bad IMAP port never stops a build.
     """
 
     root: Path
@@ -63,16 +63,11 @@ class Workspace:
 
     @property
     def journals(self) -> Path:
-        return self.private / "journal"
+        return self.private / JOURNALS_DIR
 
     @property
     def suppressions(self) -> Path:
         return self.private / SUPPRESSIONS_FILE
-
-    @functools.cached_property
-    def smtp(self) -> SMTPSettings:
-        """The SMTP relay's settings, or a ConfigError saying that none are configured."""
-        return require_smtp_settings(self.settings)
 
     @functools.cached_property
     def imap(self) -> IMAPSettings:

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from ..base.addresses import parse_mailbox
 from ..base.errors import HeaderInjectionError
 from ..base.headers import check_header_value
 from ..base.model import Edition, Publication, RenderedEdition
@@ -164,7 +165,7 @@ def publication_problems(publication: Publication) -> list[str]:
     mail from it fails DMARC, and it was never this publication's) and no postal address in the footer (the
     law asks bulk senders for one: CAN-SPAM, and Gmail's and Yahoo's sender rules)."""
     problems = []
-    domain = publication.sender.rpartition("@")[2].rstrip(">").strip().lower()
+    domain = parse_mailbox(publication.sender, "[publication] from").domain.lower()
     if any(domain == d or domain.endswith("." + d) for d in PLACEHOLDER_DOMAINS):
         problems.append(
             f"[publication] from is at {domain}, a placeholder domain: set it (or NEWSLETTER_FROM) to an address "

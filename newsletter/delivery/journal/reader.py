@@ -13,9 +13,10 @@ from pathlib import Path
 from ...audience.tokens import edition_code
 from ...base.database import sqlite_errors as database_errors
 from ...base.errors import ContentError
+from ...base.workspace import JOURNALS_DIR, PRIVATE_DIR
 from .states import State
 
-JOURNAL_DIR = Path(".newsletter") / "journal"
+JOURNAL_DIR = Path(PRIVATE_DIR) / JOURNALS_DIR
 
 
 def journal_path(root: Path, edition_name: str) -> Path:
