@@ -144,10 +144,14 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_problem(problem: str) -> None:
+    """A row of a list left out (bad, a duplicate, suppressed), on stderr as it is met."""
+    print(f"newsletter: {problem}", file=sys.stderr, flush=True)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    result = export_edition(edition_argument(args.edition), args.recipients, args.out, current_workspace())
-    for problem in result.problems:
-        print(f"newsletter: {problem}", file=sys.stderr)
+    result = export_edition(edition_argument(args.edition), args.recipients, args.out, current_workspace(),
+                            on_problem=print_problem)  # fmt: skip
     for warning in result.warnings:
         print(f"newsletter: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.written} message(s) and manifest.csv to {shown(result.out)} (dry run: nothing was sent)")

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from .audience.suppressions import complaint_warning, edition_reports
 from .base.errors import NewsletterError
 from .base.workspace import Workspace
-from .commands import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, current_workspace, edition_argument
+from .commands import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    current_workspace,
+    edition_argument,
+    print_problem,
+)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -25,14 +33,14 @@ def cmd_send(args: argparse.Namespace) -> int:
         give_up_after=args.give_up_after, verbose=args.verbose,
     )  # fmt: skip
     workspace = current_workspace()
-    send = Send(edition_argument(args.edition), args.recipients, workspace, options=options)
+    send = Send(edition_argument(args.edition), args.recipients, workspace, options=options, on_problem=print_problem)
     try:
-        for problem in send.problems:
-            print(f"newsletter: {problem}", file=sys.stderr)
-        plan = send.plan()
+        plan = send.plan(count=None if args.yes else True)  # --yes: a big list starts at once
         for warning in _complaint_warnings(workspace):
             print(f"newsletter: warning: {warning}", file=sys.stderr)
-        counted = (f"{plan.to_send} to send, {plan.suppressed} suppressed, {plan.sent} already sent"
+        about = "" if plan.counted else "up to "
+        checked = "" if plan.counted else " (each row checked as it is read)"
+        counted = (f"{about}{plan.to_send} to send{checked}, {plan.suppressed} suppressed, {plan.sent} already sent"
                    + (f", {plan.failed} failed" if plan.failed else "")
                    + (f", {plan.in_doubt} in doubt" if plan.in_doubt else ""))  # fmt: skip
         if plan.pending == 0:
@@ -41,7 +49,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             return _send_exit(plan.failed, plan.in_doubt)
         print(
             f'{"Resuming" if plan.resuming else "Sending"} edition {plan.edition} "{plan.subject}": {counted} of '
-            f"{plan.total} recipient(s), via {plan.host}, {plan.connections} connection(s), rate {plan.rate}"
+            f"{about}{plan.total} recipient(s), via {plan.host}, {plan.connections} connection(s), rate {plan.rate}"
         )
         if plan.to_send and not args.yes and not _confirmed():  # with none to send, the run only records skips
             return EXIT_FAILED

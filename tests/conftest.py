@@ -42,6 +42,25 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def sent_journal(project: Path, emails: list[str], edition: str = SAMPLE_EDITION) -> None:
+    """A send journal of `edition` in which each of `emails` was sent (row ids from 1, Message-ID
+    <i@example.org> from 0), as a finished send leaves it; nothing changes when there is one already."""
+    import time
+
+    from newsletter.audience.recipients import Position
+    from newsletter.base.model import Recipient
+    from newsletter.delivery.journal import JournalStore, journal_path
+
+    rows = [(Recipient(email), email.lower(), f"<{i}@example.org>") for i, email in enumerate(emails)]
+    with JournalStore(journal_path(project, edition)) as journal:
+        if journal.meta():
+            return
+        journal.start("e", "r", project / "list.csv")
+        journal.add(rows, Position(0, len(rows) + 1), read_all=True)
+        journal.commit([], list(range(1, len(rows) + 1)), time.time())
+        journal._db.execute("UPDATE recipients SET state = 'sent'")
+
+
 def wait_until(condition, what: str, timeout: float = 30.0, every: float = 0.01) -> None:
     """Poll `condition` until it holds; fail after `timeout` seconds saying what was awaited (a test that can
     hang instead of failing tells nobody anything)."""

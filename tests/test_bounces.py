@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LIST_ID, SAMPLE_EDITION, suppressed
+from conftest import LIST_ID, SAMPLE_EDITION, sent_journal, suppressed
 
 from newsletter.audience.tokens import message_id_for, read_verp_tag, unsubscribe_keys, unsubscribe_token, verp_tag
-from newsletter.base.model import Recipient
 from newsletter.base.workspace import open_workspace
-from newsletter.delivery.journal import JournalStore, journal_path
+from newsletter.delivery.journal import journal_path
 
 SECRET = "bounce-test-secret-0123456789"
 KEYS = unsubscribe_keys(SECRET)
@@ -26,11 +25,7 @@ def sent(project: Path, monkeypatch) -> Path:
     toml = project / "newsletter.toml"
     toml.write_text(toml.read_text(encoding="utf-8") + 'bounce_address = "bounces@example.org"\n', encoding="utf-8")
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
-    rows = [(Recipient(f"r{i}@example.org"), f"<{i}@example.org>") for i in range(10)]
-    with JournalStore(journal_path(project, SAMPLE_EDITION)) as journal:
-        journal.start("e", "r", rows, project / "list.csv")
-        journal.commit([], list(range(1, 11)), time.time())
-        journal._db.execute("UPDATE recipients SET state = 'sent'")
+    sent_journal(project, [f"r{i}@example.org" for i in range(10)])
     return project
 
 
@@ -169,10 +164,7 @@ def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, s
 
 def test_three_temporary_failures_on_different_editions_suppress(sent: Path, cli, tmp_path: Path) -> None:
     for number, edition in enumerate(("one", "two", "two", "three")):
-        path = journal_path(sent, edition)
-        with JournalStore(path) as journal:
-            if not journal.meta():  # the second report about edition two finds it there
-                journal.start("e", "r", [(Recipient("r3@example.org"), "<x@example.org>")], sent / "list.csv")
+        sent_journal(sent, ["r3@example.org"], edition)  # the second report about edition two finds it there
         box = maildir(tmp_path / f"box{number}", [dsn(verp(1, edition), "r3@example.org", "4.4.1", "delayed")])
         assert cli("bounces", "--maildir", box).code == 0
         assert ("r3@example.org" in suppressed(sent)) == (edition == "three"), edition

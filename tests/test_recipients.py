@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.audience.recipients import load_recipients, load_suppressed
+from newsletter.audience.exclusions import load_suppressed
+from newsletter.audience.recipients import load_recipients
 from newsletter.base.addresses import address_problem, mailbox_key
 
 
@@ -119,3 +120,10 @@ def test_parse_recipient_takes_both_forms(text: str) -> None:
 
     assert parse_recipient(text)[1] == "ann@example.org"
     assert parse_recipient(text)[0] == ("Ann" if "<" in text else "")
+
+
+def test_a_row_the_csv_module_cannot_read_is_a_bad_row_and_the_rest_is_kept(tmp_path: Path) -> None:
+    path = _written(tmp_path / "list.csv", "email,name\na@example.org," + "x" * 140_000 + "\nb@example.org,B\n")
+    result = load_recipients(path)
+    assert [r.email for r in result.recipients] == ["b@example.org"]
+    assert result.problems == [f"{path}:2: not a readable CSV row: field larger than field limit (131072)"]

@@ -66,6 +66,16 @@ def journal_rows(project: Path) -> dict[str, str]:
         return dict(db.execute("SELECT email, state FROM recipients"))
 
 
+def nobody_charged(project: Path) -> bool:
+    """The send started, and every recipient read into its journal so far is pending, never attempted."""
+    import sqlite3
+
+    with sqlite3.connect(journal_path(project, SAMPLE_EDITION)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'started'").fetchone(), "the send did not start"
+        charged = db.execute("SELECT count(*) FROM recipients WHERE state != 'pending' OR attempts > 0")
+        return charged.fetchone()[0] == 0
+
+
 @dataclass
 class Server:
     """A mail server played by a function (`newsletter.delivery.handler`): `reply(lane, message)` answers each
@@ -255,7 +265,7 @@ def test_a_server_refusing_connections_charges_no_recipient(project: Path, smtp_
     assert report.stop_reason.startswith("stopped after 3 consecutive failed sends")
     assert "554 5.3.2 No service for you" in report.stop_reason
     assert len(refusals) == 3
-    assert set(journal_rows(project).values()) == {"pending"}
+    assert nobody_charged(project)
 
 
 def test_changed_recipients_or_edition_is_refused(project: Path, smtp_server, sending, cli) -> None:
@@ -623,7 +633,7 @@ def test_an_unreachable_server_is_reported_at_once_and_the_send_gives_up(project
         "retrying"
     )
     assert lines[-1].startswith("newsletter: stopped: nothing delivered for 1 s while every attempt failed (last: ")
-    assert set(journal_rows(project).values()) == {"pending"}, "nobody was charged"
+    assert nobody_charged(project)
 
 
 def test_a_wrong_password_stops_at_once_without_the_resume_hint(project: Path, smtp_server, smtp_env, cli) -> None:
@@ -635,7 +645,7 @@ def test_a_wrong_password_stops_at_once_without_the_resume_hint(project: Path, s
     assert result.code == 78  # EX_CONFIG: fix the credentials first
     assert result.err.strip().splitlines()[-1].startswith(f"newsletter: authentication failed for user {USERNAME}")
     assert "run the same command again" not in result.err
-    assert not server.handler.received and set(journal_rows(project).values()) == {"pending"}
+    assert not server.handler.received and nobody_charged(project)
 
 
 @pytest.mark.parametrize(

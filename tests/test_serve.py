@@ -16,7 +16,16 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import LIST_ID, SAMPLE_EDITION, SITE_SECRET, parse_message, parts, suppressed, wait_until
+from conftest import (
+    LIST_ID,
+    SAMPLE_EDITION,
+    SITE_SECRET,
+    parse_message,
+    parts,
+    sent_journal,
+    suppressed,
+    wait_until,
+)
 
 from newsletter.audience.suppressions import SuppressionStore, store_path
 from newsletter.audience.tokens import unsubscribe_keys, unsubscribe_token
@@ -209,15 +218,10 @@ def test_a_send_in_progress_skips_someone_who_unsubscribes(project: Path, web_se
 def test_archive_web_versions_and_feed(project: Path, web_server, cli) -> None:
     import feedparser
 
-    from newsletter.delivery.journal import JournalStore, journal_path
-
     base = web_server()
     status, _, body = request(base, "GET", "/")
     assert status == 200 and b"Nothing here yet." in body, "nothing sent, nothing archived"
-    with JournalStore(journal_path(project, SAMPLE_EDITION)) as journal:  # the edition went out
-        journal.start("e", "r", [(Recipient("a@example.org"), "<x@example.org>")], project / "list.csv")
-        journal.commit([], [1], time.time())
-        journal._db.execute("UPDATE recipients SET state = 'sent'")
+    sent_journal(project, ["a@example.org"])  # the edition went out
     status, _, body = request(base, "GET", "/")
     assert b'href="back-pain/"' in body and b"Is Physical Therapy Worth It for Back Pain?" in body
     assert b"spring-clinic" not in body, "drafts are not public"

@@ -12,12 +12,14 @@ return gets a leading `'`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import ContentError
 
@@ -58,12 +60,19 @@ def private_folder(folder: Path) -> None:
 def atomic_write(path: Path, data: bytes | str, durable: bool = True, private: bool = False) -> None:
     """Write `data` to `path` via a temp file and rename; `durable` also fsyncs before the rename; `private`
     keeps the file owner-only (0600) instead of what the umask gives."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_file(path, durable, private) as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, durable: bool = True, private: bool = False) -> Iterator[BinaryIO]:
+    """`atomic_write` for data written a piece at a time (a manifest of a million rows): the file appears at
+    `path`, whole, when the block ends without an error, and not at all otherwise."""
     make_folder(path.parent)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            yield handle
             if not private:
                 os.fchmod(handle.fileno(), _umask_mode())
             if durable:
@@ -89,9 +98,13 @@ def spreadsheet_safe(cell: object) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def spreadsheet_row(row: Iterable[object]) -> list[str]:
+    return [spreadsheet_safe(cell) for cell in row]
+
+
 def csv_text(rows: Iterable[Iterable[object]]) -> str:
     """CSV for people and spreadsheets, every cell through `spreadsheet_safe`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
+    writer.writerows(spreadsheet_row(row) for row in rows)
     return out.getvalue()

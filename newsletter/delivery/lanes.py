@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..audience.recipients import suppressed_addresses
+from ..audience.exclusions import Exclusions
 from ..base.errors import DeliveryError, NewsletterError, SetupFailed
 from ..base.workspace import Workspace
 from ..edition.compose import MessageFactory
@@ -38,7 +38,7 @@ class Sending(Protocol):
     options: SendOptions
     factory: MessageFactory
     workspace: Workspace
-    suppressed: frozenset[str]
+    exclusions: Exclusions
     return_path: Callable[[int], str] | None
     new_transport: TransportFactory
 
@@ -170,25 +170,20 @@ class Lane:
 
 
 class SuppressionWatcher:
-    """Reads the suppression store again every few seconds: someone who unsubscribes while the send runs
-    (one-click, a bounce) is skipped from then on, not mailed minutes later. It asks the journal to skip them;
-    the journal keeps its own records and queue."""
+    """Asks the suppression store every few seconds who was added since: someone who unsubscribes while the send
+    runs (one-click, a bounce) is skipped from then on, not mailed minutes later, even when already read into the
+    window. It asks the journal to skip them; the journal keeps its own records and window."""
 
-    def __init__(self, run: Run, seen: frozenset[str]) -> None:
+    def __init__(self, run: Run) -> None:
         self.run = run
-        self.seen = seen
 
     async def watch(self) -> None:
         while True:
             await asyncio.sleep(SUPPRESSION_POLL_SECONDS)
             try:
-                current = suppressed_addresses(self.run.send.workspace)
-                skipped = self.run.journal.skip(current - self.seen)
+                self.run.journal.skip(self.run.send.exclusions.added())
             except NewsletterError as error:
                 self.run.note(f"could not read the suppression list: {error}")
-                continue
-            self.seen = current
-            self.run.progress.skipped += skipped
 
 
 class Run:
@@ -201,6 +196,7 @@ class Run:
         self.journal = journal
         self.report = report
         self.progress = report.progress
+        self.skipped_before = report.progress.skipped
         self.on_progress = on_progress
         self.retry = self.options.retry_policy()
         self.throttle = Throttle(max(1, self.options.connections))
@@ -214,7 +210,7 @@ class Run:
         self.recorder = Recorder(self)
         lanes = [asyncio.create_task(Lane(self, index).work()) for index in range(self.throttle.maximum)]
         ticker = asyncio.create_task(self._tick())
-        watcher = asyncio.create_task(SuppressionWatcher(self, self.send.suppressed).watch())
+        watcher = asyncio.create_task(SuppressionWatcher(self).watch())
         try:
             with self._ctrl_c(lanes):
                 await asyncio.gather(*lanes, return_exceptions=True)
@@ -305,5 +301,7 @@ class Run:
 
     def show(self) -> None:
         self.progress.connections_allowed = self.throttle.allowed
+        self.progress.skipped = self.skipped_before + self.journal.skipped
+        self.progress.total = self.journal.total()
         if self.on_progress:
             self.on_progress(self.progress)

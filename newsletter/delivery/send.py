@@ -17,18 +17,18 @@ connections for a while (`policy.Throttle`); one that cannot be reached stops th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audience.recipients import suppressed_addresses
+from ..audience.exclusions import Exclusions
+from ..audience.recipients import Position, RecipientFile, SeenKeys, checked_rows
 from ..audience.tokens import required_keys, unsubscribe_keys, verp_tag
-from ..base.addresses import mailbox_key, parse_mailbox
+from ..base.addresses import parse_mailbox
 from ..base.model import Publication
 from ..base.workspace import Workspace
-from ..edition.pipeline import prepare_for_recipients
-from .journal import Journal, JournalReader, JournalStore, journal_path
+from ..edition.pipeline import message_factory
+from .journal import Intake, Journal, JournalReader, JournalStore, PendingWindow, journal_path
 from .lanes import Run
 from .policy import SendOptions
 from .report import Progress, SendReport, StopReason
@@ -37,7 +37,11 @@ from .transport import TransportFactory, run_deliveries, transport_for
 
 @dataclass(frozen=True)
 class SendPlan:
-    """What a run would do: how many recipients it would send to, and how many it would not, and why."""
+    """What a run would do: how many recipients it would send to, and how many it would not, and why.
+
+    `counted` is False when the list file was not read ahead (`plan(count=False)`): then the rows not yet in
+    the journal are counted by lines, and bad rows, duplicates and suppressed addresses among them are only
+    found, and reported, as the send reads them."""
 
     edition: str
     subject: str
@@ -53,6 +57,18 @@ class SendPlan:
     connections: int
     journal: Path
     resuming: bool
+    counted: bool = True
+
+
+COUNT_QUICKLY = 50_000  # lines of a list that `plan(count=None)` reads ahead: a quarter of a second
+
+
+@dataclass(frozen=True)
+class _Unread:
+    """The rows of the list file not yet in the journal, as a counting pass found them."""
+
+    to_send: int = 0
+    suppressed: int = 0
 
 
 def _return_path(publication: Publication, edition: str) -> Callable[[int], str] | None:
@@ -65,23 +81,21 @@ def _return_path(publication: Publication, edition: str) -> Callable[[int], str]
     return lambda row_id: f"{local}+{verp_tag(keys, publication.list_id, edition, row_id)}@{domain}"
 
 
-def recipients_fingerprint(rows: list[tuple]) -> str:
-    digest = hashlib.sha256()
-    for recipient, _ in rows:
-        digest.update(f"{recipient.email}\0{recipient.name}\0{sorted(recipient.fields.items())}\0".encode())
-    return digest.hexdigest()
-
-
 class Send:
-    """A prepared send: everything loaded and checked, nothing written and no connection opened until `run`."""
+    """A prepared send: the edition rendered and checked, the list's header checked, nothing written and no
+    connection opened until `run`. The list itself is read as the send goes (a chunk at a time, into the
+    journal), so a list of millions starts at once and costs no more memory than a list of ten."""
 
     def __init__(self, edition: str | Path, recipients_csv: Path, workspace: Workspace,
-                 options: SendOptions | None = None, transport: TransportFactory | None = None) -> None:  # fmt: skip
-        """`transport` makes one connection per lane; by default the configured SMTP server's."""
+                 options: SendOptions | None = None, transport: TransportFactory | None = None,
+                 on_problem: Callable[[str], None] | None = None) -> None:  # fmt: skip
+        """`transport` makes one connection per lane; by default the configured SMTP server's. `on_problem` is
+        told each row left out (bad, a duplicate), by file and line, when it is met."""
         self.workspace = workspace
         self.options = options or SendOptions()
-        self.factory, recipients = prepare_for_recipients(edition, recipients_csv, workspace, apply_suppression=False)
-        self.problems = recipients.problems
+        self.on_problem = on_problem or (lambda problem: None)
+        self.source = RecipientFile(recipients_csv)
+        self.factory = message_factory(edition, workspace, self.source.columns)
         publication = self.factory.rendered.publication
         required_keys(publication.unsubscribe_secret, "send")
         if transport is None:
@@ -92,22 +106,27 @@ class Send:
             self.where = "the caller's transport"  # the plan names it; no throwaway connection is made to ask
         self.new_transport = transport
         self.return_path = _return_path(publication, self.factory.rendered.edition.name)
-        self.suppressed = suppressed_addresses(workspace)
-        self._rows = [(r, self.factory.message_id(r)) for r in recipients.recipients]
-        self._prints = (self.factory.fingerprint(), recipients_fingerprint(self._rows))
+        self.exclusions = Exclusions(workspace)
+        survey = self.source.survey()
+        self._lines = survey.lines
+        self._prints = (self.factory.fingerprint(), survey.sha256)
         self._recipients_csv = recipients_csv
         self.path = journal_path(workspace.root, self.factory.rendered.edition.name)
-        self.total = len(self._rows)
         self._counts: dict[str, int] = {}
+        self._read_to, self._read_all = Position(0, 0), False
+        self._reported = False  # a counting pass has reported every bad row already
         self.resuming = False
         if self.path.exists():  # only read: declining the plan must leave no trace
             with JournalReader(self.path) as reader:
                 self.resuming = reader.check_same_send(*self._prints, recipients_csv)
                 self._counts = reader.counts()
+                if self.resuming:
+                    self._read_to, self._read_all = reader.read_to()
         self._store: JournalStore | None = None
         self._runner: Run | None = None
 
     def close(self) -> None:
+        self.exclusions.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -116,36 +135,77 @@ class Send:
         """Recipients per journal state, as of the last look (the start, or the end of `run`)."""
         return dict(self._counts)
 
-    def plan(self) -> SendPlan:
-        """What `run` would do; nothing is written until then, so declining leaves no journal at all."""
+    def plan(self, count: bool | None = True) -> SendPlan:
+        """What `run` would do; nothing is written until then, so declining leaves no journal at all.
+
+        With `count`, the rest of the list is read once (holding only counts) and its bad rows and duplicates
+        reported; without, the plan is ready at once and they are reported as the send meets them. None counts
+        a list short enough to read in a moment, so a big one starts sending at once."""
+        count = self._lines <= COUNT_QUICKLY if count is None else count
         counts = self._counts
-        if self.resuming:
-            with JournalReader(self.path) as reader:
-                waiting = [mailbox_key(email) for email in reader.pending_emails()]
-            in_doubt = counts.get("in-doubt", 0) if self.options.resend_in_doubt else 0
-        else:
-            waiting, in_doubt = [mailbox_key(r.email) for r, _ in self._rows], 0
-        newly_suppressed = sum(key in self.suppressed for key in waiting)
+        in_doubt = counts.get("in-doubt", 0) if self.options.resend_in_doubt else 0
+        left = 0 if self._read_all else max(self._lines - max(self._read_to.line, 1), 0)
+        unread, newly_suppressed = _Unread(to_send=left), 0
+        if count:
+            unread, newly_suppressed = self._count_unread(), self._count_newly_suppressed()
+            self._reported = True
+        pending = counts.get("pending", 0) + unread.to_send + unread.suppressed
         return SendPlan(
-            self.factory.rendered.edition.name, self.factory.subject, self.total,
-            to_send=len(waiting) - newly_suppressed + in_doubt, pending=len(waiting) + in_doubt,
-            suppressed=counts.get("skipped", 0) + newly_suppressed,
+            self.factory.rendered.edition.name, self.factory.subject,
+            total=sum(counts.values()) + unread.to_send + unread.suppressed,
+            to_send=pending - newly_suppressed - unread.suppressed + in_doubt, pending=pending + in_doubt,
+            suppressed=counts.get("skipped", 0) + newly_suppressed + unread.suppressed,
             sent=counts.get("sent", 0), failed=counts.get("failed", 0), in_doubt=counts.get("in-doubt", 0),
             host=self.where, rate=self.options.describe_rate(), connections=self.options.connections,
-            journal=self.path, resuming=self.resuming,
+            journal=self.path, resuming=self.resuming, counted=count,
         )  # fmt: skip
 
-    def run(self, on_progress: Callable[[Progress], None] | None = None) -> SendReport:
-        """Send to every pending recipient, then report. Ctrl-C ends it early with stop_reason 'interrupted'."""
+    def _count_unread(self) -> _Unread:
+        """Read the rows not yet in the journal once, reporting bad ones and duplicates, keeping only counts."""
+        reader = JournalReader(self.path) if self.resuming else None
+        seen = SeenKeys(earlier=reader.line_of if reader else None)
+        to_send = suppressed = 0
+        try:
+            if not self._read_all:
+                since = self._read_to if self._read_to.line else None
+                for checked in checked_rows(self.source, seen, self.exclusions.among, since):
+                    if checked.problem is None:
+                        to_send += 1
+                    elif checked.suppressed:
+                        suppressed += 1
+                    else:
+                        self.on_problem(checked.problem)
+        finally:
+            seen.close()
+            if reader is not None:
+                reader.close()
+        return _Unread(to_send, suppressed)
+
+    def _count_newly_suppressed(self) -> int:
+        """Recipients in the journal, not yet sent to, who have been suppressed since: a batch at a time."""
+        if not self.resuming:
+            return 0
+        found, after = 0, 0
+        with JournalReader(self.path) as reader:
+            while batch := reader.pending_keys(after, 1000):
+                found += len(self.exclusions.among(key for _, key in batch))
+                after = batch[-1][0]
+        return found
+
+    def run(self, on_progress: Callable[[Progress], None] | None = None,
+            window: PendingWindow | None = None) -> SendReport:  # fmt: skip
+        """Send to every pending recipient, then report. Ctrl-C ends it early with stop_reason 'interrupted'.
+        `window` bounds the recipients held in memory (the default suits any list)."""
         store = self._open_store()
         recovered = store.recover()
         if self.options.resend_in_doubt:
             store.release_in_doubt()
-        store.skip_suppressed(self.suppressed)
-        journal = Journal(store, self._rows, self.options.limits())
+        report_problem = (lambda problem: None) if self._reported else self.on_problem
+        intake = Intake(store, self.source, self.factory.message_id, report_problem, self._lines)
+        journal = Journal(store, self.options.limits(), intake, self.exclusions, window)
         counts = store.counts()
         connections = self.options.connections
-        progress = Progress(self.total, counts["sent"], counts["failed"], counts["in-doubt"], counts["skipped"],
+        progress = Progress(journal.total(), counts["sent"], counts["failed"], counts["in-doubt"], counts["skipped"],
                             connections=connections, connections_allowed=connections)  # fmt: skip
         report = SendReport(progress)
         if recovered and not self.options.resend_in_doubt:
@@ -158,6 +218,7 @@ class Send:
             run_deliveries(self._runner.run())
         finally:
             self._counts = store.counts()
+            self._read_to, self._read_all = intake.position, intake.finished
         return report
 
     def _open_store(self) -> JournalStore:
@@ -166,7 +227,7 @@ class Send:
             store = JournalStore(self.path)
             try:
                 if not store.check_same_send(*self._prints, self._recipients_csv):
-                    store.start(*self._prints, self._rows, self._recipients_csv)
+                    store.start(*self._prints, self._recipients_csv)
             except BaseException:
                 store.close()
                 raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..audience.recipients import RecipientList, load_recipients, suppressed_addresses
 from ..base.addresses import parse_mailbox
 from ..base.errors import CheckFailed
 from ..base.model import Publication, Recipient, RenderedEdition
@@ -58,15 +57,7 @@ def preview_edition(edition: str | Path, workspace: Workspace) -> EditionPreview
     return EditionPreview(rendered, text, html, factory.compose(recipient))
 
 
-def prepare_for_recipients(
-    edition: str | Path, recipients_csv: Path, workspace: Workspace, apply_suppression: bool = True
-) -> tuple[MessageFactory, RecipientList]:
-    """Read the recipients, then render the edition once with their CSV columns available to templates.
-
-    `send` passes apply_suppression=False and applies the list itself at every run, so an unsubscribe that
-    arrives mid-send is honoured without making the recipients list look changed.
-    """
-    suppressed = suppressed_addresses(workspace) if apply_suppression else frozenset()
-    recipients = load_recipients(recipients_csv, suppressed)
-    rendered = render_checked(edition, workspace, recipients.columns)
-    return MessageFactory(rendered, dkim=workspace.dkim), recipients
+def message_factory(edition: str | Path, workspace: Workspace, columns: tuple[str, ...] = ()) -> MessageFactory:
+    """Render and check the edition once, with the recipients file's extra `columns` available to templates,
+    ready to compose a message for each recipient."""
+    return MessageFactory(render_checked(edition, workspace, columns), dkim=workspace.dkim)

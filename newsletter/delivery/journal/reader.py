@@ -10,9 +10,10 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from ...audience.recipients import Position
 from ...audience.tokens import edition_code
 from ...base.database import sqlite_errors as database_errors
-from ...base.errors import ContentError
+from ...base.errors import ContentError, JournalError
 from ...base.workspace import JOURNALS_DIR, PRIVATE_DIR
 from .states import State
 
@@ -41,10 +42,18 @@ class JournalReader:
             self._check_tables()
 
     def _check_tables(self) -> None:
-        """Fail now, not halfway, on a file that is not one of our journals."""
+        """Fail now, not halfway, on a file that is not one of our journals (or is one of an older layout)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(recipients)")}
+        if "email" in columns and "key" not in columns:
+            raise JournalError(
+                "this journal was written by newsletter 0.1 (before lists were streamed): finish that send with the "
+                "version that started it, or move the journal away to start afresh",
+                self.path,
+            )
         self._db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
-        self._db.execute("SELECT id, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
+        self._db.execute("SELECT id, key, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
         self._db.execute("SELECT at FROM slots LIMIT 1").fetchall()
+        self._db.execute("SELECT state, n FROM counts LIMIT 1").fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -60,17 +69,31 @@ class JournalReader:
             return dict(self._db.execute("SELECT key, value FROM meta"))
 
     def counts(self) -> dict[str, int]:
-        """Recipients per state, every state named (0 where none)."""
+        """Recipients per state, every state named (0 where none), from the counts the journal keeps."""
         counts = dict.fromkeys([str(state) for state in State], 0)
         with sqlite_errors(self.path, "read"):
-            counts.update(self._db.execute("SELECT state, count(*) FROM recipients GROUP BY state"))
+            counts.update(self._db.execute("SELECT state, n FROM counts"))
         return counts
 
-    def pending_emails(self) -> list[str]:
-        """The addresses not yet sent to, for the plan's count of those now suppressed."""
+    def read_to(self) -> tuple[Position, bool]:
+        """How far the recipients file has been read into the journal, and whether to its end."""
+        meta = self.meta()
+        return Position(int(meta["read_offset"]), int(meta["read_line"])), meta["read_all"] == "1"
+
+    def pending_keys(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(id, mailbox key) of up to `limit` pending recipients after row `after`: for the plan's count of those
+        suppressed since, a batch at a time."""
         with sqlite_errors(self.path, "read"):
-            rows = self._db.execute("SELECT email FROM recipients WHERE state = ?", (State.PENDING,))
-            return [email for (email,) in rows]
+            return self._db.execute(
+                f"SELECT id, key FROM recipients WHERE id > ? AND state = '{State.PENDING}' ORDER BY id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+
+    def line_of(self, key: str) -> int | None:
+        """The line of the recipients file a mailbox was added from, or None when it is not in the journal."""
+        with sqlite_errors(self.path, "read"):
+            row = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
     def email_of(self, row_id: int) -> str | None:
         """The address of a journal row (what a VERP tag names)."""
@@ -79,13 +102,13 @@ class JournalReader:
         return row[0] if row else None
 
     def problems(self) -> list[tuple[str, str, int, str, str]]:
-        """(email, state, attempts, reply, message_id) of every failed and in-doubt recipient."""
+        """(email, state, attempts, reply, message_id) of every failed and in-doubt recipient (through the
+        index of those rows only: the states are spelled out so that SQLite uses it)."""
         with sqlite_errors(self.path, "read"):
             return list(
                 self._db.execute(
                     "SELECT email, state, attempts, reply, message_id FROM recipients "
-                    "WHERE state IN (?, ?) ORDER BY id",
-                    (State.FAILED, State.IN_DOUBT),
+                    "WHERE state IN ('failed', 'in-doubt') ORDER BY id"
                 )
             )
 

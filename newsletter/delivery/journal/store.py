@@ -2,8 +2,13 @@
 
 SQLite in WAL mode with `synchronous=FULL`: a commit is on disk before `commit()` returns. Finishing one
 recipient and claiming the next share one commit, and the steps of every connection ready at the same moment
-share it too (group commit, see `ledger`), so a message costs a fraction of an fsync. Rows are only updated by
-id and no index is kept, so a commit writes a few pages.
+share it too (group commit, see `ledger`), so a message costs a fraction of an fsync. Rows are updated by id;
+the only indexes are the mailbox key (written once, when a row is added) and the few failed or in-doubt rows,
+so a commit writes a few pages whatever the list's size. Triggers keep a count per state beside the rows, so
+`status` answers at once for a list of millions.
+
+The list flows in while the send runs (`add`, a chunk at a time, with the place in the recipients file it
+read to), so the first message goes out at once and a resume goes on reading where the last run stopped.
 
 The file holds every subscriber's address, name and CSV fields: it is created readable by its owner only
 (0600, in a 0700 folder), whatever the umask, and SQLite gives its -wal and -shm files the same mode.
@@ -18,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from ...base.addresses import mailbox_key
+from ...audience.recipients import Position
 from ...base.database import PRIVATE, open_private, transaction
 from ...base.errors import ContentError
 from ...base.model import Recipient
@@ -30,7 +35,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS recipients (
     id INTEGER PRIMARY KEY,
-    email TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL UNIQUE,
+    email TEXT NOT NULL,
     name TEXT NOT NULL,
     fields TEXT NOT NULL,
     line INTEGER,
@@ -42,6 +48,15 @@ CREATE TABLE IF NOT EXISTS recipients (
     updated REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS slots (at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS problems ON recipients (id) WHERE state IN ('failed', 'in-doubt');
+CREATE TRIGGER IF NOT EXISTS count_new AFTER INSERT ON recipients BEGIN
+    INSERT INTO counts VALUES (new.state, 1) ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS count_change AFTER UPDATE OF state ON recipients WHEN old.state != new.state BEGIN
+    UPDATE counts SET n = n - 1 WHERE state = old.state;
+    INSERT INTO counts VALUES (new.state, 1) ON CONFLICT (state) DO UPDATE SET n = n + 1;
+END;
 """
 
 
@@ -65,8 +80,6 @@ class JournalStore(JournalReader):
                 if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
                     self._db.executescript(_SCHEMA)
                 self._check_tables()  # before changing anything in a file that may be some other program's
-                for index in ("recipients_state", "slots_at"):  # early journals had these; each commit wrote them
-                    self._db.execute(f"DROP INDEX IF EXISTS {index}")
         except BaseException:
             os.close(lock)
             raise
@@ -75,22 +88,38 @@ class JournalStore(JournalReader):
         super().close()
         os.close(self._lock)
 
-    def start(self, edition_print: str, recipients_print: str, rows: list[tuple[Recipient, str]], source: Path) -> None:
-        """Fill a new journal: every recipient `pending`, with the Message-ID every attempt to them will carry.
-        Row ids are positions in `rows` (from 1), which the send loop relies on."""
+    def start(self, edition_print: str, recipients_print: str, source: Path) -> None:
+        """Begin a new journal: what is sent, and from which list; the list's rows come in through `add`."""
         with self._transaction("write"):
             self._db.executemany(
-                "INSERT INTO recipients (id, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (i, r.email, r.name, json.dumps(r.fields) if r.fields else "{}", r.line, mid)
-                    for i, (r, mid) in enumerate(rows, 1)
-                ],
-            )
-            self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("edition", edition_print), ("recipients", recipients_print),
-                 ("recipients_file", str(source)), ("started", str(time.time()))],
+                [("edition", edition_print), ("recipients", recipients_print), ("recipients_file", str(source)),
+                 ("started", str(time.time())), ("read_offset", "0"), ("read_line", "0"), ("read_all", "0")],
             )  # fmt: skip
+
+    def add(self, rows: list[tuple[Recipient, str, str]], read_to: Position,
+            read_all: bool) -> list[tuple[Recipient, int]]:  # fmt: skip
+        """Add (recipient, mailbox key, Message-ID) rows, all `pending`, and how far the recipients file has been
+        read, in one transaction. A mailbox already in the journal is not added again: returns those, each with
+        the line it was first met on."""
+        duplicates = []
+        with self._transaction("write"):
+            for recipient, key, message_id in rows:
+                added = self._db.execute(
+                    "INSERT INTO recipients (key, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (key) DO NOTHING",
+                    (key, recipient.email, recipient.name, json.dumps(recipient.fields) if recipient.fields else "{}",
+                     recipient.line, message_id),
+                ).rowcount  # fmt: skip
+                if not added:
+                    (line,) = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
+                    duplicates.append((recipient, line))
+            self._db.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                [(str(read_to.offset), "read_offset"), (str(read_to.line), "read_line"),
+                 (str(int(read_all)), "read_all")],
+            )  # fmt: skip
+        return duplicates
 
     def recover(self) -> int:
         """Rows left `sending` by a run that died become `in-doubt`; returns how many."""
@@ -101,20 +130,19 @@ class JournalStore(JournalReader):
                  "have it", State.SENDING),
             ).rowcount  # fmt: skip
 
-    def skip_suppressed(self, suppressed: frozenset[str]) -> list[int]:
-        """Mark pending recipients who have unsubscribed since the send started (they are never sent to);
-        returns their row ids."""
-        if not suppressed:
-            return []
+    def skip(self, keys: list[str]) -> list[int]:
+        """Mark these mailboxes, where still pending, as never to be sent (they are suppressed); returns their
+        row ids."""
+        skipped = []
         with self._transaction("write"):
-            pending = self._db.execute("SELECT id, email FROM recipients WHERE state = ?", (State.PENDING,))
-            rows = [(i,) for i, email in pending if mailbox_key(email) in suppressed]
-            self._db.executemany(
-                f"UPDATE recipients SET state = '{State.SKIPPED}', reply = 'unsubscribed (suppression list)' "
-                "WHERE id = ?",
-                rows,
-            )
-        return [row_id for (row_id,) in rows]
+            for start in range(0, len(keys), 500):
+                batch = keys[start : start + 500]
+                skipped += [row_id for (row_id,) in self._db.execute(
+                    f"UPDATE recipients SET state = '{State.SKIPPED}', reply = 'unsubscribed (suppression list)' "
+                    f"WHERE state = '{State.PENDING}' AND key IN ({','.join('?' * len(batch))}) RETURNING id",
+                    batch,
+                )]  # fmt: skip
+        return skipped
 
     def release_in_doubt(self) -> int:
         """--resend-in-doubt: make in-doubt recipients pending again (same Message-ID, so clients can dedupe)."""
@@ -123,11 +151,14 @@ class JournalStore(JournalReader):
                 "UPDATE recipients SET state = ? WHERE state = ?", (State.PENDING, State.IN_DOUBT)
             ).rowcount
 
-    def pending_rows(self) -> list[tuple[int, int, float]]:
-        """(id, attempts, not before) of every pending recipient, in list order."""
+    def pending_after(self, after: int, limit: int) -> list[tuple]:
+        """Up to `limit` pending rows with ids above `after`, in list order: (id, key, email, name, fields,
+        line, Message-ID, attempts, not before)."""
         with sqlite_errors(self.path, "read"):
             return self._db.execute(
-                "SELECT id, attempts, not_before FROM recipients WHERE state = ? ORDER BY id", (State.PENDING,)
+                "SELECT id, key, email, name, fields, line, message_id, attempts, not_before FROM recipients "
+                f"WHERE id > ? AND state = '{State.PENDING}' ORDER BY id LIMIT ?",
+                (after, limit),
             ).fetchall()
 
     def claim_history(self, since: float) -> list[float]:
