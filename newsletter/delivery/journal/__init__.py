@@ -5,7 +5,7 @@ Its parts: `states` (what is recorded), `store` (the durable file), `intake` (th
 for a run), `reader` (read-only, for `status`).
 """
 
-from .intake import Intake
+from .intake import CHUNK, Intake
 from .ledger import Journal
 from .limits import RateLimit, RateLimiter
 from .queue import Pending, PendingWindow
@@ -14,6 +14,7 @@ from .states import Claim, Outcome, State, Step, Wait
 from .store import JournalStore
 
 __all__ = [
+    "CHUNK",
     "Claim",
     "Intake",
     "Journal",
