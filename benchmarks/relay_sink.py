@@ -1,6 +1,6 @@
 """A benchmark sink that behaves like a relay across a network: each message is answered after a random delay.
 
-    python benchmarks/relay_sink.py --port 2525 [--mean 0.04] [--seed 1] [--hang-connection N]
+    python benchmarks/relay_sink.py --port 2525 [--mean 0.04] [--seed 1] [--hang-connection N] [--log FILE]
 
 Real relays (an ESP's SMTP endpoint, a Postfix on another host) scan and queue before they answer the final dot,
 so replies come slowly and unevenly. This sink answers everything else at once and each DATA after an
@@ -9,6 +9,8 @@ exponentially distributed delay (mean `--mean` seconds), offers PIPELINING, and 
 after its first message (a stuck
 server process), to show whether the other connections keep their pace. asyncio and a plain Protocol, not
 aiosmtpd: aiosmtpd caps a client at about 300 messages/s here, which would hide the senders' differences.
+With `--log FILE`, the recipient of every message it accepts is appended to FILE, one per line (written out when
+the sink stops, SIGTERM included): what an exactly-once check counts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import argparse
 import asyncio
 import contextlib
 import random
+import signal
+from pathlib import Path
 
 
 class RelaySession(asyncio.Protocol):
@@ -27,6 +31,7 @@ class RelaySession(asyncio.Protocol):
         self.in_data = False
         self.messages = 0
         self.hung = False
+        self.recipient = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -44,7 +49,7 @@ class RelaySession(asyncio.Protocol):
                 self.buffer = self.buffer[end + 5 :]
                 self.in_data = False
                 self.messages += 1
-                self.sink.messages += 1
+                self.sink.accepted(self.recipient)
                 if self.number == self.sink.hang_connection and self.messages == 1:
                     self.hung = True  # never answer again on this connection
                     return
@@ -55,6 +60,8 @@ class RelaySession(asyncio.Protocol):
             if end < 0:
                 return
             line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+            if line[:8].upper() == b"RCPT TO:":
+                self.recipient = line[8:].strip(b" <>")
             self.command(line.upper())
 
     def command(self, line: bytes) -> None:
@@ -80,12 +87,18 @@ class RelaySession(asyncio.Protocol):
 
 
 class RelaySink:
-    def __init__(self, mean: float, seed: int, hang_connection: int) -> None:
+    def __init__(self, mean: float, seed: int, hang_connection: int, log: Path | None = None) -> None:
         self.mean = mean
         self.random = random.Random(seed)
         self.hang_connection = hang_connection
         self.sessions = 0
         self.messages = 0
+        self.log = log.open("ab", buffering=1 << 20) if log else None
+
+    def accepted(self, recipient: bytes) -> None:
+        self.messages += 1
+        if self.log is not None:
+            self.log.write(recipient + b"\n")
 
     def session(self) -> RelaySession:
         return RelaySession(self)
@@ -105,9 +118,16 @@ def main() -> None:
     parser.add_argument("--mean", type=float, default=0.04, help="mean delay before the reply to DATA, seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hang-connection", type=int, default=0, help="this SMTP session (1-based) hangs")
+    parser.add_argument("--log", type=Path, help="append the recipient of each accepted message to this file")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, RelaySink(args.mean, args.seed, args.hang_connection)))
+    sink = RelaySink(args.mean, args.seed, args.hang_connection, args.log)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C, so the log is written out
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args.host, args.port, sink))
+    finally:
+        if sink.log is not None:
+            sink.log.close()
 
 
 if __name__ == "__main__":
