@@ -1,8 +1,10 @@
 """What each command does: a few lines each over the library, printing one line per outcome.
 
-The workspace is found here, at the edge, and passed down: the nearest folder at or above the working directory
-that holds newsletter.toml. Nothing below this layer looks at the working directory. `send`, the one command
-with a conversation (the plan, a confirmation, progress), is in `sending`.
+Each command imports what it needs when it runs: rendering pulls in premailer, cssutils and requests (0.4 s),
+which `status` or `suppress` should not wait for. The workspace is found here, at the edge, and passed down: the
+nearest folder at or above the working directory that holds newsletter.toml. Nothing below this layer looks at the
+working directory. `send`, the one command with a conversation (the plan, a confirmation, progress), is in
+`sending`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from .base.config import find_root, load_environment, load_publication
 from .base.errors import NewsletterError
 from .base.workspace import Workspace, open_workspace
 from .base.writer import csv_text
-from .delivery.export import export_edition
-from .edition.pipeline import preview_edition
-from .publish import build_edition, check_edition
 
 # Exit statuses: the sysexits values where one fits, so cron or a script can tell "fix it" from "run it later".
 EXIT_OK = 0
@@ -96,6 +95,8 @@ def _ask(question: str, default: str) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .publish import build_edition
+
     result = build_edition(edition_argument(args.edition), current_workspace(), args.out)
     for path in result.files:
         print(f"wrote {shown(path)}")
@@ -107,6 +108,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .publish import check_edition
+
     preview, results = check_edition(edition_argument(args.edition), current_workspace(), tools=not args.quick)
     folder = shown(preview.rendered.edition.folder)
     print(f"{folder}: built-in checks passed ({len(preview.rendered.edition.articles)} article(s))")
@@ -120,6 +123,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from .checks.chromium import screenshots
+    from .edition.pipeline import preview_edition
 
     preview = preview_edition(edition_argument(args.edition), current_workspace())
     for path in screenshots(preview.html, args.out):
@@ -150,6 +154,8 @@ def print_problem(problem: str) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .delivery.export import export_edition
+
     result = export_edition(edition_argument(args.edition), args.recipients, args.out, current_workspace(),
                             on_problem=print_problem)  # fmt: skip
     for warning in result.warnings:
