@@ -14,7 +14,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from .audience.suppressions import complaint_warning, edition_reports, store_path
+from .audience.suppressions import edition_reports, edition_warnings, store_path
 from .base.config import find_root, load_environment, load_publication
 from .base.errors import NewsletterError
 from .base.workspace import Workspace, open_workspace
@@ -201,10 +201,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(", ".join(f"{state} {count}" for state, count in counts.items()))
     reports = edition_reports(store_path(root), edition)
     print(f"bounced {reports.get('bounce', 0)}, complained {reports.get('complaint', 0)}, "
-          f"unsubscribed {reports.get('unsubscribe', 0)} (from `newsletter bounces`; "
-          f"{reports.get('unverified', 0)} unverified report(s) changed nothing)")  # fmt: skip
-    warning = complaint_warning(reports.get("complaint", 0), counts["sent"])
-    if warning:
+          f"unsubscribed {reports.get('unsubscribe', 0)}, refused {reports.get('refused', 0)} (from `newsletter "
+          f"bounces`; {reports.get('unverified', 0)} unverified report(s) changed nothing)")  # fmt: skip
+    for warning in edition_warnings(store_path(root), edition, counts["sent"]):
         print(f"newsletter: warning: {warning}", file=sys.stderr)
     for email, state, attempts, reply, _ in problems:
         print(f"{state}: {email} ({attempts} attempt(s)): {reply}")

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from .audience.suppressions import complaint_warning, edition_reports
+from .audience.suppressions import edition_warnings
 from .base.errors import NewsletterError
 from .base.workspace import Workspace
 from .commands import (
@@ -36,7 +36,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     send = Send(edition_argument(args.edition), args.recipients, workspace, options=options, on_problem=print_problem)
     try:
         plan = send.plan(count=None if args.yes else True)  # --yes: a big list starts at once
-        for warning in _complaint_warnings(workspace):
+        for warning in _edition_warnings(workspace):
             print(f"newsletter: warning: {warning}", file=sys.stderr)
         about = "" if plan.counted else "up to "
         checked = "" if plan.counted else " (each row checked as it is read)"
@@ -79,18 +79,15 @@ def cmd_send(args: argparse.Namespace) -> int:
     return _send_exit(done.failed, done.in_doubt)
 
 
-def _complaint_warnings(workspace: Workspace) -> list[str]:
-    """Editions sent before whose complaint rate is over Gmail's 0.1%, for the next send's plan."""
+def _edition_warnings(workspace: Workspace) -> list[str]:
+    """Editions sent before with too many complaints or sender-side refusals, for the next send's plan."""
     from .delivery.journal import JournalReader, sent_editions
 
     warnings = []
     for path in sent_editions(workspace.root):
-        complaints = edition_reports(workspace.suppressions, path.stem).get("complaint", 0)
-        if complaints:
-            with contextlib.suppress(NewsletterError), JournalReader(path) as journal:
-                warning = complaint_warning(complaints, journal.counts()["sent"])
-                if warning:
-                    warnings.append(f"edition {path.stem}: {warning}")
+        with contextlib.suppress(NewsletterError), JournalReader(path) as journal:
+            sent = journal.counts()["sent"]
+            warnings += [f"edition {path.stem}: {w}" for w in edition_warnings(workspace.suppressions, path.stem, sent)]
     return warnings
 
 

@@ -4,6 +4,8 @@ write them (RFC 3464, RFC 5965)."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import mailbox
 import time
 from pathlib import Path
@@ -42,7 +44,7 @@ FORGED = f"<{'0' * 32}.{SAMPLE_EDITION}@seattle-neuro.example>"  # the shape of 
 
 
 def dsn(to: str, recipient: str, status: str, action: str = "failed", original: bool = True,
-        message_id: str = "") -> bytes:  # fmt: skip
+        message_id: str = "", diagnostic: str = "mailbox problem", date: str = "") -> bytes:  # fmt: skip
     """A delivery status notification as Postfix writes it, quoting our message to `recipient`."""
     quoted = ("--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Seattle Neuro Blog <newsletter@example.org>\r\n"
               f"To: {recipient}\r\nSubject: Is Physical Therapy Worth It?\r\n"
@@ -51,12 +53,12 @@ def dsn(to: str, recipient: str, status: str, action: str = "failed", original: 
         f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {to}\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
         'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
-        f"Message-ID: <dsn-{recipient}-{status}-{to}>\r\n\r\n"
+        f"Message-ID: <dsn-{recipient}-{status}-{to}>\r\n" + (f"Date: {date}\r\n" if date else "") + "\r\n"
         "--B\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not be "
         "delivered.\r\n\r\n"
         "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
         f"Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\n"
-        f"Diagnostic-Code: smtp; {status[0]}50 {status} mailbox problem for {recipient}\r\n\r\n"
+        f"Diagnostic-Code: smtp; {status[0]}50 {status} {diagnostic} for {recipient}\r\n\r\n"
         f"{quoted}--B--\r\n"
     ).encode()
 
@@ -126,8 +128,8 @@ def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, s
     token = unsubscribe_token(KEYS, LIST_ID, "r5@example.org")
     box = maildir(tmp_path / "Maildir", [
         dsn(verp(1), "r0@example.org", "5.1.1"),                              # hard bounce, by its VERP tag
-        dsn(verp(2), "alias-of-r1@mx.example.net", "5.2.1", original=False),  # the tag wins over the report
-        dsn("bounces@example.org", "r2@example.org", "5.0.0"),                # no tag: our Message-ID to r2
+        dsn(verp(2), "alias-of-r1@mx.example.net", "5.1.1", original=False),  # the tag wins over the report
+        dsn("bounces@example.org", "r2@example.org", "5.0.0", diagnostic="no such user"),  # our Message-ID to r2
         dsn(verp(4), "r3@example.org", "4.2.2", action="delayed"),            # temporary: counted only
         arf("r4@example.org"),                                                 # complaint
         plain("Unsubscribe <unsubscribe@seattle-neuro.example>", f"unsubscribe {token}", sender="r5@example.org"),
@@ -149,7 +151,7 @@ def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, s
     for line in ("bounce: 4", "soft-bounce: 1", "complaint: 1", "unsubscribe: 1", "auto-reply: 2", "other: 2",
                  "5 address(es) suppressed"):  # fmt: skip
         assert line in result.out.splitlines(), line
-    assert "bounce: r0@example.org (suppressed): smtp; 550 5.1.1" in result.out
+    assert "bounce: r0@example.org (suppressed): userunknown: smtp; 550 5.1.1" in result.out
     again = cli("bounces", "--maildir", box)
     assert again.code == 0 and "0 address(es) suppressed" in again.out and "bounce: 0" in again.out
     assert not list((box / "new").iterdir()), "every message was moved to cur/ and flagged seen"
@@ -162,13 +164,38 @@ def test_reports_are_sorted_and_acted_on_once(sent: Path, cli, tmp_path: Path, s
     assert f"warning: edition {SAMPLE_EDITION}: 1 complaint(s) for 10 message(s) sent" in plan.err
 
 
-def test_three_temporary_failures_on_different_editions_suppress(sent: Path, cli, tmp_path: Path) -> None:
+@pytest.mark.parametrize("days", [0, 5, 8], ids=["same day", "ten days", "sixteen days"])
+def test_temporary_failures_suppress_after_three_editions_over_fifteen_days(sent: Path, cli, tmp_path: Path,
+                                                                           days: int) -> None:  # fmt: skip
+    start = datetime.datetime(2026, 10, 1, 9, 0, tzinfo=datetime.UTC)
     for number, edition in enumerate(("one", "two", "two", "three")):
         sent_journal(sent, ["r3@example.org"], edition)  # the second report about edition two finds it there
-        box = maildir(tmp_path / f"box{number}", [dsn(verp(1, edition), "r3@example.org", "4.4.1", "delayed")])
-        assert cli("bounces", "--maildir", box).code == 0
-        assert ("r3@example.org" in suppressed(sent)) == (edition == "three"), edition
-    assert suppressed(sent)["r3@example.org"] == "bounce"
+        date = email.utils.format_datetime(start + datetime.timedelta(days=days * number))
+        full = dsn(verp(1, edition), "r3@example.org", "4.2.2", "delayed", diagnostic="mailbox full", date=date)
+        assert cli("bounces", "--maildir", maildir(tmp_path / f"box{number}", [full])).code == 0
+        assert ("r3@example.org" in suppressed(sent)) == (edition == "three" and days * 3 >= 15), (edition, days)
+
+
+def test_a_refusal_on_the_senders_side_suppresses_nobody_and_warns(sent: Path, cli, tmp_path: Path) -> None:
+    refused = [dsn(verp(row), f"r{row - 1}@example.org", "5.7.1", diagnostic="Service unavailable, Client host "
+                   "[192.0.2.1] blocked using zen.spamhaus.org") for row in (1, 2)]  # fmt: skip
+    result = cli("bounces", "--maildir", maildir(tmp_path / "box", refused))
+    assert result.code == 0 and "refused: 2" in result.out and "0 address(es) suppressed" in result.out
+    assert suppressed(sent) == {}
+    status = cli("status", SAMPLE_EDITION)
+    assert "refused 2" in status.out
+    assert "2 of 10 message(s) (20.0%) were refused for reasons on the sender's side" in status.err
+    assert "most at example.org 2" in status.err
+
+
+def test_a_report_of_delivery_or_a_4xx_unknown_user_suppresses_nobody(sent: Path, cli, tmp_path: Path) -> None:
+    reports = [
+        dsn(verp(1), "r0@example.org", "2.1.5", action="delivered", diagnostic="OK"),  # address verification
+        dsn(verp(2), "r1@example.org", "4.1.1", action="delayed", diagnostic="user unknown, try again later"),
+    ]
+    result = cli("bounces", "--maildir", maildir(tmp_path / "box", reports), "-v")
+    assert result.code == 0 and suppressed(sent) == {}
+    assert "other: 1" in result.out and "soft-bounce: 1" in result.out
 
 
 def test_an_mbox_is_read_once(sent: Path, cli, tmp_path: Path) -> None:
@@ -501,3 +528,33 @@ def test_trust_unverified_is_the_operators_choice(sent: Path, cli, tmp_path: Pat
                                                     message_id=FORGED)])  # fmt: skip
     result = cli("bounces", "--maildir", forged_again, "--trust-unverified")
     assert result.code == 0 and suppressed(sent) == {"victim@example.org": "bounce"}
+
+
+EXIM = ("This message was created automatically by mail delivery software.\r\n\r\nA message that you sent could not "
+        "be delivered to one or more of its recipients. This is a permanent error. The following address(es) "
+        "failed:\r\n\r\n  r6@example.org\r\n    SMTP error from remote mail server after RCPT TO:<r6@example.org>:\r\n"
+        "    550 5.1.1 <r6@example.org>: Recipient address rejected: User unknown in virtual mailbox\r\n")  # fmt: skip
+
+
+def test_an_exim_bounce_marked_auto_replied_is_a_bounce_not_a_vacation_reply(sent: Path, cli, tmp_path: Path) -> None:
+    headers = "Auto-Submitted: auto-replied\r\nX-Failed-Recipients: r6@example.org\r\n"
+    exim = plain(verp(7), "Mail delivery failed: returning message to sender", headers,
+                 sender="Mail Delivery System <Mailer-Daemon@mx.example.net>", body=EXIM)  # fmt: skip
+    result = cli("bounces", "--maildir", maildir(tmp_path / "box", [exim]), "-v")
+    assert result.code == 0 and "bounce: 1" in result.out and "auto-reply: 0" in result.out, result.out
+    assert suppressed(sent) == {"r6@example.org": "bounce"}
+
+
+def test_a_report_on_several_recipients_is_judged_by_the_block_it_proves(sent: Path, cli, tmp_path: Path) -> None:
+    one = dsn("bounces@example.org", "r2@example.org", "5.1.1", diagnostic="user unknown")
+    blocks = (b"Final-Recipient: rfc822; stranger@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+              b"Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n")  # fmt: skip
+    several = one.replace(
+        b"Final-Recipient: rfc822; r2@example.org", blocks + b"Final-Recipient: rfc822; r2@example.org"
+    )
+    malformed = dsn("bounces@example.org", "@mx.example.org", "5.1.1", diagnostic="user unknown",
+                    message_id=ours("r3@example.org"))  # fmt: skip
+    malformed = malformed.replace(b"To: @mx.example.org", b"To: r3@example.org")  # the original's To is right
+    result = cli("bounces", "--maildir", maildir(tmp_path / "box", [several, malformed]), "-v")
+    assert result.code == 0, result.err
+    assert suppressed(sent) == {"r2@example.org": "bounce", "r3@example.org": "bounce"}, result.out

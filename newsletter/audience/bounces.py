@@ -1,15 +1,18 @@
 """`newsletter bounces`: read the mailbox the bounce and unsubscribe addresses deliver to, and act on each report.
 
-Each message is sorted into one kind:
-- `bounce`: a delivery status notification (RFC 3464) whose action is `failed` with a 5.x.x status, or a
-  non-standard bounce flufl.bounce recognises as permanent: the recipient is suppressed, reason `bounce`;
-- `soft-bounce`: a 4.x.x failure: counted, and the address is suppressed once it failed so on
-  SOFT_BOUNCE_LIMIT different editions;
+Each failure gets a reason from one vocabulary (`reasons`: userunknown, mailboxfull, blocked, ...), and the
+reason decides the kind:
+- `bounce`: the address is dead (userunknown, hostunknown, hasmoved, notaccept) and the failure permanent:
+  suppressed at once, reason `bounce`;
+- `soft-bounce`: the mailbox may come back (full, suspended, expired, a temporary failure): counted, and the
+  address is suppressed once it failed so on SOFT_EDITIONS different editions spread over SOFT_DAYS days;
+- `refused`: the receiver refused our mail, not the address (blocklist, spam verdict, policy, authentication):
+  never suppressed; counted per edition and domain, and warned about past 1% of an edition's messages;
 - `complaint`: an abuse report (ARF, RFC 5965, `report-type=feedback-report`): suppressed at once;
 - `unsubscribe`: mail to the `unsubscribe_mailto` address carrying a valid unsubscribe token in its subject;
 - `auto-reply`: out-of-office and other automatic answers (RFC 3834 `Auto-Submitted`, the usual headers and
-  subjects): never a bounce;
-- `other`: anything else, left alone.
+  subjects), once the message is known not to be a bounce (Exim marks its bounces `auto-replied` too);
+- `other`: anything else, a delivery report that is not a failure (`delivered`, 2.x.x) included, left alone.
 
 Whom a report is about: the VERP tag of the return path it was sent to (`bounces+TAG@...`, naming the edition
 and the journal row, with a MAC), so a report that drops the original message still maps to its recipient; else
@@ -28,24 +31,28 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from ..base.addresses import split_mailbox
 from ..base.workspace import Workspace
-from .suppressions import SOFT_BOUNCE_LIMIT, SuppressionStore
+from . import reasons
+from .reasons import SOFT_DAYS, SOFT_EDITIONS
+from .suppressions import SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys, sent_to
 
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-ACTED_ON = ("bounce", "soft-bounce", "complaint")  # what a report may do to an address, given evidence
-KINDS = ("bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "other")
+ACTED_ON = ("bounce", "soft-bounce", "refused", "complaint")  # what a report may do to an address, given evidence
+KINDS = ("bounce", "soft-bounce", "refused", "complaint", "unsubscribe", "auto-reply", "other")
+_KIND_OF_POLICY = {"hard": "bounce", "soft": "soft-bounce", "sender": "refused", "none": "other"}
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
-_STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")
 
 
 @dataclass
@@ -55,6 +62,8 @@ class Verdict:
     edition: str = ""
     detail: str = ""
     evidence: str = ""  # why the report is about mail we sent to `address`: "verp", "message-id", "token"
+    reason: str = ""  # in the vocabulary of `reasons`
+    at: float = 0.0  # when the failure happened, as the report's Date says (0: now)
 
 
 @dataclass
@@ -118,9 +127,10 @@ class BounceReader:
         unsubscribe = self._mailto_unsubscribe(message)
         if unsubscribe is not None:
             return unsubscribe
-        if _is_auto_reply(message):
-            return Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80])
-        return self._nonstandard(message)
+        bounce = self._nonstandard(message)
+        if bounce.kind == "other" and _is_auto_reply(message):  # `Auto-Submitted` alone: Exim's bounces say it too
+            return Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80], reason="vacation")
+        return bounce
 
     def _evidence(self, message: EmailMessage, verp: tuple[str, str] | None, address: str) -> tuple[str, str]:
         """(evidence, edition): a valid VERP tag, or a quoted original whose Message-ID we made for `address`;
@@ -154,22 +164,37 @@ class BounceReader:
             edition,
             f"{kind} report from {fields.get('reporting-mta', fields.get('user-agent', 'a provider'))}",
             evidence,
+            "feedback",
         )
 
     def _dsn(self, message: EmailMessage) -> Verdict:
+        """A delivery status notification, judged by one recipient block: with a VERP tag, the block naming its
+        recipient (else the first: a forward or an alias changes the address a report names); without one, the
+        block our quoted Message-ID was made for, else the first (then unverified)."""
         verp = self._verp(message)
-        fields = _report_fields(message, "message/delivery-status")
-        action = fields.get("action", "").lower()
-        status = _STATUS.search(fields.get("status", ""))
-        diagnostic = fields.get("diagnostic-code", "") or fields.get("status", "")
-        address = verp[0] if verp else _address(fields.get("original-recipient", "")) or _address(
-            fields.get("final-recipient", ""))  # fmt: skip
+        blocks = _report_blocks(message, "message/delivery-status")
+        shared, recipients = (blocks[0], blocks[1:]) if len(blocks) > 1 else ({}, blocks)
+        original = _quoted_original(message)
+        fallback = _address(str(original.get("To", ""))) if original else ""  # a Final-Recipient of no address
+        verdicts = [self._failure(message, {**shared, **fields}, verp, fallback) for fields in recipients or [{}]]
+        chosen = [claimed for claimed, verdict in verdicts if verp and claimed.lower() == verp[0].lower()]
+        if chosen:
+            return next(verdict for claimed, verdict in verdicts if claimed == chosen[0])
+        return next((verdict for _, verdict in verdicts if verdict.evidence), verdicts[0][1])
+
+    def _failure(self, message: EmailMessage, fields: dict[str, str], verp: tuple[str, str] | None,
+                 fallback: str) -> tuple[str, Verdict]:  # fmt: skip
+        """One recipient block: the address it names, and its verdict."""
+        claimed = _address(fields.get("original-recipient", "")) or _address(fields.get("final-recipient", ""))
+        address = verp[0] if verp else claimed or fallback
+        action, status = fields.get("action", ""), fields.get("status", "")
+        diagnostic = fields.get("diagnostic-code", "") or status
+        why = reasons.reason(diagnostic, status, action)
+        kind = _KIND_OF_POLICY[reasons.policy(why, reasons.permanent(status, diagnostic, action or "failed"))]
         evidence, edition = self._evidence(message, verp, address)
-        if not address or action in ("delivered", "relayed", "expanded"):
-            return Verdict("other", address, edition, f"DSN action {action or '?'}")
-        if (status and status[1] == "4") or action == "delayed":
-            return Verdict("soft-bounce", address, edition, diagnostic, evidence)
-        return Verdict("bounce", address, edition, diagnostic, evidence)
+        return claimed, Verdict(kind if address else "other", address, edition,
+                                f"{why}: {diagnostic}" if diagnostic else why, evidence, why,
+                                _reported_at(message))  # fmt: skip
 
     def _mailto_unsubscribe(self, message: EmailMessage) -> Verdict | None:
         mailto = self.publication.unsubscribe_mailto.lower()
@@ -182,29 +207,30 @@ class BounceReader:
         return Verdict("other", detail="mail to the unsubscribe address without a valid token")
 
     def _nonstandard(self, message: EmailMessage) -> Verdict:
-        """Old MTAs and some providers send bounces in formats of their own: flufl.bounce knows many."""
+        """Old MTAs and some providers send bounces in formats of their own: flufl.bounce knows many, and
+        `X-Failed-Recipients` (Exim) names the address; the reason comes from the words of the text part."""
         from flufl.bounce import all_failures
 
         try:
-            temporary, permanent = all_failures(message)  # (temporary, permanent), as flufl.bounce returns them
+            temporary, permanent_ones = all_failures(message)  # (temporary, permanent), as flufl.bounce has them
         except Exception:
-            return Verdict("other")
+            temporary, permanent_ones = set(), set()
+        failed = [a.decode("utf-8", "replace") for a in sorted(permanent_ones) or sorted(temporary)]
+        failed = [a for a in (_address(f) for f in [*failed, *str(message.get("X-Failed-Recipients", "")).split(",")])
+                  if a]  # fmt: skip
         verp = self._verp(message)
-        failed = sorted(a.decode("utf-8", "replace") for a in permanent) or sorted(
-            a.decode("utf-8", "replace") for a in temporary)  # fmt: skip
         if not failed and not verp:
             return Verdict("other", detail=str(message.get("Subject", ""))[:80])
         if not failed:  # sent to a VERP address, but not recognisably a bounce
             return Verdict("other", verp[0], verp[1], "mail to a return path that is not a bounce")
         address = verp[0] if verp else failed[0]
+        text = _text_of(message)
+        why = reasons.reason(text)
+        is_permanent = reasons.permanent("", text, "failed" if permanent_ones or not temporary else "delayed")
         evidence, edition = self._evidence(message, verp, address)
-        return Verdict(
-            "bounce" if permanent else "soft-bounce",
-            address,
-            edition,
-            f"non-standard bounce ({str(message.get('Subject', ''))[:60]})",
-            evidence,
-        )
+        return Verdict(_KIND_OF_POLICY[reasons.policy(why, is_permanent)], address, edition,
+                       f"{why}: non-standard bounce ({str(message.get('Subject', ''))[:60]})", evidence, why,
+                       _reported_at(message))  # fmt: skip
 
     # --- acting ---------------------------------------------------------------------------------------------
 
@@ -222,10 +248,16 @@ class BounceReader:
         if verdict.kind in ("bounce", "complaint", "unsubscribe"):
             return self.store.add(verdict.address, verdict.kind, f"{verdict.kind} report", verdict.detail,
                                   verdict.edition)  # fmt: skip
-        failing = verdict.kind == "soft-bounce" and self.store.soft_bounce(verdict.address, verdict.edition or "?")
-        if failing and failing >= SOFT_BOUNCE_LIMIT:
+        if verdict.kind == "refused":
+            self.store.record_refusal(verdict.address, verdict.edition or "?", verdict.reason)
+            return False
+        if verdict.kind != "soft-bounce":
+            return False
+        editions, span = self.store.soft_bounce(verdict.address, verdict.edition or "?", verdict.at or time.time())
+        if editions >= SOFT_EDITIONS and span >= SOFT_DAYS * 86400:
             return self.store.add(verdict.address, "bounce", "temporary failures",
-                                  f"{SOFT_BOUNCE_LIMIT} temporary failures: {verdict.detail}")  # fmt: skip
+                                  f"temporary failures on {editions} editions over {span / 86400:.0f} days: "
+                                  f"{verdict.detail}", verdict.edition)  # fmt: skip
         return False
 
 
@@ -244,24 +276,53 @@ def _decoded(value: object) -> str:
         return str(value)
 
 
-def _report_fields(message: EmailMessage, content_type: str) -> dict[str, str]:
-    """The header-like fields of a report part (message/delivery-status, message/feedback-report), lower-cased
-    names; for a DSN, the first recipient's block wins over the per-message block for shared names."""
+def _report_blocks(message: EmailMessage, content_type: str) -> list[dict[str, str]]:
+    """The header-like blocks of a report part (message/delivery-status: the per-message block, then one per
+    recipient; message/feedback-report: one), field names lower-cased."""
     for part in message.walk():
         if part.get_content_type() != content_type:
             continue
         payload = part.get_payload()
         if isinstance(payload, list):  # the email package parses delivery-status into header blocks
-            text = "\n".join(str(block) for block in payload)
+            text = "\n\n".join(str(block) for block in payload)
         else:
             text = part.get_payload(decode=True).decode("utf-8", "replace") if part.get_payload() else ""
-        fields: dict[str, str] = {}
-        for line in re.sub(r"\r?\n[ \t]+", " ", text).splitlines():
-            name, colon, value = line.partition(":")
-            if colon and name.strip():
-                fields[name.strip().lower()] = value.strip()
-        return fields
-    return {}
+        blocks: list[dict[str, str]] = []
+        for chunk in re.split(r"\r?\n[ \t]*\r?\n", text):
+            fields: dict[str, str] = {}
+            for line in re.sub(r"\r?\n[ \t]+", " ", chunk).splitlines():
+                name, colon, value = line.partition(":")
+                if colon and name.strip():
+                    fields.setdefault(name.strip().lower(), value.strip())
+            if fields:
+                blocks.append(fields)
+        return blocks
+    return []
+
+
+def _report_fields(message: EmailMessage, content_type: str) -> dict[str, str]:
+    """All the fields of a report part in one mapping, the first of a name winning."""
+    merged: dict[str, str] = {}
+    for block in _report_blocks(message, content_type):
+        merged = {**block, **merged}
+    return merged
+
+
+def _text_of(message: Message, limit: int = 8000) -> str:
+    """The first text/plain part, decoded, up to `limit` characters: the words a non-standard bounce says."""
+    for part in message.walk():
+        if part.get_content_type() == "text/plain" and not part.is_multipart():
+            payload = part.get_payload(decode=True) or b""
+            return payload[: limit * 2].decode(part.get_content_charset() or "utf-8", "replace")[:limit]
+    return ""
+
+
+def _reported_at(message: Message) -> float:
+    """When the report says the failure happened (its Date), never later than now; 0 when it does not say."""
+    try:
+        return min(parsedate_to_datetime(str(message.get("Date", ""))).timestamp(), time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
 
 
 def _quoted_original(message: EmailMessage) -> Message | None:

@@ -23,6 +23,7 @@ from ..base.addresses import mailbox_key, split_mailbox
 from ..base.database import open_private, sqlite_errors, transaction
 from ..base.errors import ContentError, JournalError
 from ..base.workspace import PRIVATE_DIR, SUPPRESSIONS_FILE
+from .reasons import SENDER_SIDE_LIMIT
 
 REASONS = ("unsubscribe", "bounce", "complaint", "manual")
 _SCHEMA = """
@@ -40,10 +41,12 @@ CREATE TABLE IF NOT EXISTS soft_bounces (key TEXT NOT NULL, edition TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS processed (digest TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS unverified (address TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL,
                                        edition TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS refusals (edition TEXT NOT NULL, domain TEXT NOT NULL, reason TEXT NOT NULL,
+                                     at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS suppressions_by_edition ON suppressions (edition);
+CREATE INDEX IF NOT EXISTS refusals_by_edition ON refusals (edition);
 CREATE INDEX IF NOT EXISTS unverified_by_edition ON unverified (edition);
 """
-SOFT_BOUNCE_LIMIT = 3  # temporary failures on this many different editions make a bounce
 
 
 @dataclass(frozen=True)
@@ -149,12 +152,31 @@ class SuppressionStore:
             )
             return [Suppression(*row) for row in rows]
 
-    def soft_bounce(self, address: str, edition: str) -> int:
-        """Count a temporary failure; returns on how many different editions the address has failed so."""
+    def soft_bounce(self, address: str, edition: str, at: float) -> tuple[int, float]:
+        """Count a temporary failure (at the time the report says it happened); returns on how many different
+        editions the address has failed so, and over how many seconds from the first to the last."""
         key = mailbox_key(address)
         with self._errors():
-            self._db.execute("INSERT OR IGNORE INTO soft_bounces VALUES (?, ?, ?)", (key, edition, time.time()))
-            return self._db.execute("SELECT count(*) FROM soft_bounces WHERE key = ?", (key,)).fetchone()[0]
+            self._db.execute("INSERT OR IGNORE INTO soft_bounces VALUES (?, ?, ?)", (key, edition, at))
+            count, first, last = self._db.execute(
+                "SELECT count(*), min(at), max(at) FROM soft_bounces WHERE key = ?", (key,)
+            ).fetchone()
+        return count, last - first
+
+    def record_refusal(self, address: str, edition: str, reason: str) -> None:
+        """Count a refusal that was about us, not the address (a blocklist, a spam verdict): never a suppression,
+        but per edition and receiving domain, for the warning in `status` and `send`."""
+        domain = address.rpartition("@")[2].lower()
+        with self._errors():
+            self._db.execute("INSERT INTO refusals VALUES (?, ?, ?, ?)", (edition, domain, reason, time.time()))
+
+    def refusals_for(self, edition: str) -> dict[str, int]:
+        """Refusals of an edition's messages by receiving domain, most first."""
+        with self._errors():
+            return dict(self._db.execute(
+                "SELECT domain, count(*) AS n FROM refusals WHERE edition = ? GROUP BY domain ORDER BY n DESC, domain",
+                (edition,),
+            ))  # fmt: skip
 
     def processed(self, digest: str) -> bool:
         """Whether the report with this digest was acted on (an mbox cannot mark a message as read)."""
@@ -205,7 +227,8 @@ def edition_reports(path: Path, edition: str) -> dict[str, int]:
     if not path.is_file():
         return {}
     with SuppressionStore(path) as store:
-        return {**store.counts_for(edition), "unverified": store.unverified_count(edition)}
+        refused = sum(store.refusals_for(edition).values())
+        return {**store.counts_for(edition), "unverified": store.unverified_count(edition), "refused": refused}
 
 
 def complaint_warning(complaints: int, sent: int) -> str:
@@ -216,3 +239,28 @@ def complaint_warning(complaints: int, sent: int) -> str:
         f"{complaints} complaint(s) for {sent} message(s) sent ({complaints / sent:.2%}): Gmail asks bulk "
         "senders to stay under 0.1% and never reach 0.3%; check who is on the list and how they joined"
     )
+
+
+def refusal_warnings(path: Path, edition: str, sent: int) -> list[str]:
+    """Warnings when receivers refused more than 1% of an edition's messages for reasons on the sender's side
+    (blocklisted, taken for spam, policy): a reputation or content problem; the worst domains are named."""
+    if not path.is_file() or not sent:
+        return []
+    with SuppressionStore(path) as store:
+        by_domain = store.refusals_for(edition)
+    refused = sum(by_domain.values())
+    if refused / sent <= SENDER_SIDE_LIMIT:
+        return []
+    worst = ", ".join(f"{domain} {count}" for domain, count in list(by_domain.items())[:3])
+    return [
+        f"{refused} of {sent} message(s) ({refused / sent:.1%}) were refused for reasons on the sender's side "
+        f"(blocklist, spam verdict, policy), most at {worst}: check the sending IP's and domain's reputation "
+        "and the content before the next send; no address was suppressed for it"
+    ]
+
+
+def edition_warnings(path: Path, edition: str, sent: int) -> list[str]:
+    """What `status` and the next `send` warn about an edition: complaints over 0.1%, refusals over 1%."""
+    complaints = edition_reports(path, edition).get("complaint", 0)
+    warning = complaint_warning(complaints, sent)
+    return ([warning] if warning else []) + refusal_warnings(path, edition, sent)
