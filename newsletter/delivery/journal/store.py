@@ -103,22 +103,30 @@ class JournalStore(JournalReader):
         read, in one transaction. A mailbox already in the journal is not added again: returns those, each with
         the line it was first met on."""
         duplicates = []
+        values = [(key, r.email, r.name, json.dumps(r.fields) if r.fields else "{}", r.line, message_id)
+                  for r, key, message_id in rows]  # fmt: skip
         with self._transaction("write"):
-            for recipient, key, message_id in rows:
-                added = self._db.execute(
-                    "INSERT INTO recipients (key, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (key) DO NOTHING",
-                    (key, recipient.email, recipient.name, json.dumps(recipient.fields) if recipient.fields else "{}",
-                     recipient.line, message_id),
-                ).rowcount  # fmt: skip
-                if not added:
-                    (line,) = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
-                    duplicates.append((recipient, line))
+            added = self._db.executemany(
+                "INSERT INTO recipients (key, email, name, fields, line, message_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO NOTHING",
+                values,
+            ).rowcount  # the rows themselves: not counting the triggers' changes, as total_changes would
+            if added < len(values):  # rare: some were there already; say which
+                duplicates = self._duplicates(rows)
             self._db.executemany(
                 "UPDATE meta SET value = ? WHERE key = ?",
                 [(str(read_to.offset), "read_offset"), (str(read_to.line), "read_line"),
                  (str(int(read_all)), "read_all")],
             )  # fmt: skip
+        return duplicates
+
+    def _duplicates(self, rows: list[tuple[Recipient, str, str]]) -> list[tuple[Recipient, int]]:
+        """Of rows just offered, those whose mailbox the journal holds from another line, with that line."""
+        duplicates = []
+        for recipient, key, _ in rows:
+            (first,) = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
+            if first != recipient.line:
+                duplicates.append((recipient, first))
         return duplicates
 
     def recover(self) -> int:
