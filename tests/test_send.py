@@ -742,3 +742,45 @@ def test_a_library_user_can_send_through_any_transport(project: Path, monkeypatc
     assert sorted(m.recipient.email for m in memory.sent) == [f"r0000{i}@example.org" for i in (0, 1, 4, 5)]
     assert (report.progress.sent, report.progress.failed, report.progress.in_doubt) == (4, 1, 1)
     assert memory.opened == 2
+
+
+OLD_JOURNAL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE recipients (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, fields TEXT NOT NULL,
+    line INTEGER, message_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    reply TEXT NOT NULL DEFAULT '', not_before REAL NOT NULL DEFAULT 0, updated REAL NOT NULL DEFAULT 0);
+CREATE TABLE slots (at REAL NOT NULL);
+"""  # the layout newsletter 0.1 wrote: the whole list added at the start, no mailbox keys, no counts
+
+
+def test_a_send_started_by_version_0_1_is_resumed_and_stays_archived(project, smtp_server, sending, cli) -> None:
+    import hashlib
+    import sqlite3
+
+    from newsletter.base.model import Recipient
+    from newsletter.edition.pipeline import message_factory
+    from newsletter.web.archive import was_sent
+
+    server = smtp_server()
+    sending(server)
+    csv_path = recipients_file(project / "list.csv", 5)
+    factory = message_factory(SAMPLE_EDITION, open_workspace(project))
+    people = [Recipient(f"r{i:05d}@example.org", f"Reader {i}") for i in range(5)]
+    rows_print = hashlib.sha256(b"".join(f"{r.email}\0{r.name}\0[]\0".encode() for r in people)).hexdigest()
+    path = journal_path(project, SAMPLE_EDITION)
+    path.parent.mkdir(parents=True, mode=0o700)
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_JOURNAL)
+        db.executemany("INSERT INTO recipients (id, email, name, fields, line, message_id, state) VALUES "
+                       "(?, ?, ?, '{}', ?, ?, ?)",
+                       [(i + 1, r.email, r.name, i + 2, factory.message_id(r), "sent" if i < 2 else "pending")
+                        for i, r in enumerate(people)])  # fmt: skip
+        db.executemany("INSERT INTO meta VALUES (?, ?)", [("edition", factory.fingerprint()),
+                       ("recipients", rows_print), ("recipients_file", str(csv_path)), ("started", "0")])  # fmt: skip
+    assert was_sent(project, SAMPLE_EDITION), "the archive reads an old journal as it is"
+    assert "sent 2" in cli("status", SAMPLE_EDITION).out
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes")
+    assert result.code == 0, result.err
+    assert "Resuming edition back-pain" in result.out and "3 to send, 0 suppressed, 2 already sent of 5" in result.out
+    assert sorted(received_counts(server.handler)) == [f"r{i:05d}@example.org" for i in (2, 3, 4)]
+    assert "pending 0, sending 0, sent 5" in cli("status", SAMPLE_EDITION).out

@@ -17,6 +17,7 @@ connections for a while (`policy.Throttle`); one that cannot be reached stops th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,20 @@ def _return_path(publication: Publication, edition: str) -> Callable[[int], str]
     return lambda row_id: f"{local}+{verp_tag(keys, publication.list_id, edition, row_id)}@{domain}"
 
 
+def legacy_recipients_print(source: RecipientFile) -> str:
+    """The fingerprint newsletter 0.1 kept of a list (its valid rows, de-duplicated, in order), so a send it
+    started can be resumed."""
+    digest, seen = hashlib.sha256(), SeenKeys()
+    try:
+        for checked in checked_rows(source, seen, lambda keys: set()):
+            if checked.problem is None:
+                r = checked.row.recipient
+                digest.update(f"{r.email}\0{r.name}\0{sorted(r.fields.items())}\0".encode())
+    finally:
+        seen.close()
+    return digest.hexdigest()
+
+
 class Send:
     """A prepared send: the edition rendered and checked, the list's header checked, nothing written and no
     connection opened until `run`. The list itself is read as the send goes (a chunk at a time, into the
@@ -118,6 +133,8 @@ class Send:
         self.resuming = False
         if self.path.exists():  # only read: declining the plan must leave no trace
             with JournalReader(self.path) as reader:
+                if reader.meta() and "format" not in reader.meta():  # 0.1 fingerprinted the rows, not the file
+                    self._prints = (self._prints[0], legacy_recipients_print(self.source))
                 self.resuming = reader.check_same_send(*self._prints, recipients_csv)
                 self._counts = reader.counts()
                 if self.resuming:

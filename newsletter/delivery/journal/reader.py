@@ -12,8 +12,9 @@ from pathlib import Path
 
 from ...audience.recipients import Position
 from ...audience.tokens import edition_code
+from ...base.addresses import mailbox_key
 from ...base.database import sqlite_errors as database_errors
-from ...base.errors import ContentError, JournalError
+from ...base.errors import ContentError
 from ...base.workspace import JOURNALS_DIR, PRIVATE_DIR
 from .states import State
 
@@ -42,18 +43,17 @@ class JournalReader:
             self._check_tables()
 
     def _check_tables(self) -> None:
-        """Fail now, not halfway, on a file that is not one of our journals (or is one of an older layout)."""
+        """Fail now, not halfway, on a file that is not one of our journals. A journal of newsletter 0.1 (the
+        whole list added at the start, no mailbox keys, no counts kept) is read as it is; the first `send` that
+        opens it for writing upgrades it (`JournalStore`)."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(recipients)")}
-        if "email" in columns and "key" not in columns:
-            raise JournalError(
-                "this journal was written by newsletter 0.1 (before lists were streamed): finish that send with the "
-                "version that started it, or move the journal away to start afresh",
-                self.path,
-            )
+        self.legacy = "email" in columns and "key" not in columns
         self._db.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
-        self._db.execute("SELECT id, key, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
+        self._db.execute("SELECT id, email, state, attempts, reply, message_id FROM recipients LIMIT 1").fetchall()
         self._db.execute("SELECT at FROM slots LIMIT 1").fetchall()
-        self._db.execute("SELECT state, n FROM counts LIMIT 1").fetchall()
+        if not self.legacy:
+            self._db.execute("SELECT key FROM recipients LIMIT 1").fetchall()
+            self._db.execute("SELECT state, n FROM counts LIMIT 1").fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -71,23 +71,29 @@ class JournalReader:
     def counts(self) -> dict[str, int]:
         """Recipients per state, every state named (0 where none), from the counts the journal keeps."""
         counts = dict.fromkeys([str(state) for state in State], 0)
+        query = (
+            "SELECT state, count(*) FROM recipients GROUP BY state" if self.legacy else "SELECT state, n FROM counts"
+        )
         with sqlite_errors(self.path, "read"):
-            counts.update(self._db.execute("SELECT state, n FROM counts"))
+            counts.update(self._db.execute(query))
         return counts
 
     def read_to(self) -> tuple[Position, bool]:
         """How far the recipients file has been read into the journal, and whether to its end."""
-        meta = self.meta()
-        return Position(int(meta["read_offset"]), int(meta["read_line"])), meta["read_all"] == "1"
+        meta = self.meta()  # a journal of 0.1 has none of these: it held the whole list from the start
+        position = Position(int(meta.get("read_offset", "0")), int(meta.get("read_line", "0")))
+        return position, meta.get("read_all", "1") == "1"
 
     def pending_keys(self, after: int, limit: int) -> list[tuple[int, str]]:
         """(id, mailbox key) of up to `limit` pending recipients after row `after`: for the plan's count of those
         suppressed since, a batch at a time."""
+        column = "email" if self.legacy else "key"
         with sqlite_errors(self.path, "read"):
-            return self._db.execute(
-                f"SELECT id, key FROM recipients WHERE id > ? AND state = '{State.PENDING}' ORDER BY id LIMIT ?",
+            rows = self._db.execute(
+                f"SELECT id, {column} FROM recipients WHERE id > ? AND state = '{State.PENDING}' ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
+        return [(row_id, mailbox_key(email)) for row_id, email in rows] if self.legacy else rows
 
     def line_of(self, key: str) -> int | None:
         """The line of the recipients file a mailbox was added from, or None when it is not in the journal."""

@@ -20,10 +20,12 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
 
 from ...audience.recipients import Position
+from ...base.addresses import mailbox_key
 from ...base.database import PRIVATE, open_private, transaction
 from ...base.errors import ContentError
 from ...base.model import Recipient
@@ -60,6 +62,18 @@ END;
 """
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of an SQL script, triggers whole, to run one by one inside a transaction (executescript
+    would commit first)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
 class JournalStore(JournalReader):
     """The journal opened for writing, locked to this process for as long as it is open."""
 
@@ -80,6 +94,8 @@ class JournalStore(JournalReader):
                 if self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
                     self._db.executescript(_SCHEMA)
                 self._check_tables()  # before changing anything in a file that may be some other program's
+                if self.legacy:
+                    self._upgrade()
         except BaseException:
             os.close(lock)
             raise
@@ -88,13 +104,29 @@ class JournalStore(JournalReader):
         super().close()
         os.close(self._lock)
 
+    def _upgrade(self) -> None:
+        """Give a journal of newsletter 0.1 this layout (mailbox keys, counts, indexes) in one transaction, so
+        that a send it holds can be resumed and `status` answers from counts: its whole list is in already."""
+        self._db.create_function("mailbox_key", 1, mailbox_key, deterministic=True)
+        with self._transaction("upgrade"):
+            self._db.execute("ALTER TABLE recipients ADD COLUMN key TEXT")
+            self._db.execute("UPDATE recipients SET key = mailbox_key(email)")
+            self._db.execute("CREATE UNIQUE INDEX recipients_key ON recipients (key)")
+            for statement in _statements(_SCHEMA):  # what is missing: the counts, their triggers, an index
+                self._db.execute(statement)
+            self._db.execute("INSERT INTO counts SELECT state, count(*) FROM recipients GROUP BY state")
+            self._db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+                                 [("read_offset", "0"), ("read_line", "0"), ("read_all", "1")])  # fmt: skip
+        self.legacy = False
+
     def start(self, edition_print: str, recipients_print: str, source: Path) -> None:
         """Begin a new journal: what is sent, and from which list; the list's rows come in through `add`."""
         with self._transaction("write"):
             self._db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [("edition", edition_print), ("recipients", recipients_print), ("recipients_file", str(source)),
-                 ("started", str(time.time())), ("read_offset", "0"), ("read_line", "0"), ("read_all", "0")],
+                 ("started", str(time.time())), ("read_offset", "0"), ("read_line", "0"), ("read_all", "0"),
+                 ("format", "2")],
             )  # fmt: skip
 
     def add(self, rows: list[tuple[Recipient, str, str]], read_to: Position,
