@@ -191,3 +191,13 @@ def test_another_programs_database_is_refused(tmp_path: Path) -> None:
 def test_status_of_an_edition_never_sent_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ContentError, match="this edition has not been sent yet"):
         open_existing(tmp_path, "back-pain")
+
+
+def test_a_restart_reads_only_the_claim_times_its_rate_limits_need(store: JournalStore) -> None:
+    journal = Journal(store, ())
+    claims = journal.advance([Step()] * 5)
+    journal.advance([Step(claim, Outcome(State.SENT)) for claim in claims])
+    assert store.claim_history(0.0, 2) == sorted(store.claim_history(0.0, 100))[-2:]
+    assert store.claim_history(0.0, 0) == [], "no limits, no history held"
+    limiter = RateLimiter((RateLimit(3, 60.0), RateLimit(1, 1.0)))
+    assert limiter.keeps == 3

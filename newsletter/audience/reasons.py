@@ -23,6 +23,7 @@ What each reason does (`policy`):
 
 from __future__ import annotations
 
+import functools
 import re
 
 SOFT_EDITIONS = 3
@@ -35,12 +36,11 @@ SENDER_SIDE = frozenset({"blocked", "spamdetected", "policyviolation", "security
 NOT_FAILURES = frozenset({"delivered", "vacation"})
 
 
-def _words(*phrases: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{phrase})" for phrase in phrases), re.IGNORECASE)
+def _words(*phrases: str) -> str:
+    return "|".join(f"(?:{phrase})" for phrase in phrases)
 
 
-# Tried in this order: sender-side and temporary causes first (see the module's docstring).
-_TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
+_TEXT: tuple[tuple[str, str], ...] = (
     (
         "norelaying",
         _words(
@@ -311,6 +311,12 @@ _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _REPLY = re.compile(r"(?<![\d.])([245])\d\d(?![\d.])")
 
 
+@functools.cache
+def _compiled() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The patterns, compiled when the first report is judged (not when `status` merely imports this)."""
+    return tuple((name, re.compile(words, re.IGNORECASE)) for name, words in _TEXT)
+
+
 def status_of(*texts: str) -> str:
     """The first enhanced status code (`5.1.1`) in the texts, or ''."""
     for text in texts:
@@ -326,7 +332,7 @@ def reason(diagnostic: str, status: str = "", action: str = "") -> str:
     status = status_of(status, diagnostic)
     if action in ("delivered", "relayed", "expanded") or status.startswith("2."):
         return "delivered"
-    for name, words in _TEXT:
+    for name, words in _compiled():
         if words.search(diagnostic or ""):
             return "contenterror" if name == "virus" else name
     if status:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from email.headerregistry import Address
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import idna
 
 from .errors import ConfigError, ContentError
+
+if TYPE_CHECKING:  # the email package's header machinery costs 30 ms to import: only when a setting is parsed
+    from email.headerregistry import Address
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*$")
@@ -134,6 +137,8 @@ def parse_mailbox(value: str, key: str, source: str = "configuration") -> Addres
     if problem:
         raise ConfigError(f"{key}: {problem}", source)
     local, _, domain = ascii_address(addr).rpartition("@")
+    from email.headerregistry import Address
+
     return Address(display_name=name, username=local, domain=domain)
 
 

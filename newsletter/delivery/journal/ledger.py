@@ -37,8 +37,9 @@ class Journal:
         self.window = window or PendingWindow()
         self.in_flight: dict[int, Pending] = {}  # claimed, not yet finished: at most one per connection
         self.skipped = 0  # recipients this run found suppressed
-        history = store.claim_history(now - max(SLOT_HISTORY_SECONDS, RateLimiter(limits).longest_window) - 60)
-        self.limiter = RateLimiter(limits, history)
+        sizing = RateLimiter(limits)
+        since = now - max(SLOT_HISTORY_SECONDS, sizing.longest_window) - 60
+        self.limiter = RateLimiter(limits, store.claim_history(since, sizing.keeps))
 
     @property
     def path(self) -> Path:

@@ -46,5 +46,10 @@ class RateLimiter:
             self._recent.append(now)
 
     @property
+    def keeps(self) -> int:
+        """How many of the newest claim times the limits need: the history a restart reads, and no more."""
+        return self._recent.maxlen or 0
+
+    @property
     def longest_window(self) -> float:
         return max((limit.window + limit.slack for limit in self.limits), default=0.0)
