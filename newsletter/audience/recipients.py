@@ -203,6 +203,7 @@ class SeenKeys:
         self._earlier = earlier
         self._db = sqlite3.connect("", isolation_level=None)  # "": a private temporary file
         self._db.execute("PRAGMA cache_size = -8000")  # 8 MB, whatever the count
+        self._db.execute("PRAGMA journal_mode = OFF")  # a rollback journal of one long transaction stays in memory
         self._db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
         self._db.execute("BEGIN")
 
