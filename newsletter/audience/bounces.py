@@ -177,10 +177,9 @@ class BounceReader:
         original = _quoted_original(message)
         fallback = _address(str(original.get("To", ""))) if original else ""  # a Final-Recipient of no address
         verdicts = [self._failure(message, {**shared, **fields}, verp, fallback) for fields in recipients or [{}]]
-        chosen = [claimed for claimed, verdict in verdicts if verp and claimed.lower() == verp[0].lower()]
-        if chosen:
-            return next(verdict for claimed, verdict in verdicts if claimed == chosen[0])
-        return next((verdict for _, verdict in verdicts if verdict.evidence), verdicts[0][1])
+        named = [verdict for claimed, verdict in verdicts if verp and claimed.lower() == verp[0].lower()]
+        proven = [verdict for _, verdict in verdicts if verdict.evidence]
+        return (named or proven or [verdicts[0][1]])[0]
 
     def _failure(self, message: EmailMessage, fields: dict[str, str], verp: tuple[str, str] | None,
                  fallback: str) -> tuple[str, Verdict]:  # fmt: skip

@@ -15,12 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..base.addresses import mailbox_key
-from ..base.database import sqlite_errors
-from ..base.errors import ContentError, DataError
-from ..base.files import read_text
+from ..base.database import in_batches, sqlite_errors
+from ..base.errors import DataError
+from ..base.files import data_errors, read_text
 from ..base.workspace import Workspace
-
-QUERY_BATCH = 500  # well under SQLite's limit on parameters
 
 
 class Exclusions:
@@ -43,9 +41,7 @@ class Exclusions:
         keys = list(keys)
         found = {key for key in keys if key in self.file_keys}
         if self._connected():
-            for start in range(0, len(keys), QUERY_BATCH):
-                batch = keys[start : start + QUERY_BATCH]
-                marks = ",".join("?" * len(batch))
+            for batch, marks in in_batches(keys):
                 found.update(k for (k,) in self._query(f"SELECT key FROM suppressions WHERE key IN ({marks})", batch))
         return found
 
@@ -111,7 +107,5 @@ def load_suppressed(path: Path) -> frozenset[str]:
 
 def read_data(path: Path) -> str:
     """A list file's text; a missing or unreadable one is bad data (EX_DATAERR), like a malformed one."""
-    try:
+    with data_errors():
         return read_text(path)
-    except ContentError as error:
-        raise DataError(error.message, error.path, error.line) from None

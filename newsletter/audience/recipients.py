@@ -19,6 +19,7 @@ from typing import BinaryIO, NamedTuple
 
 from ..base.addresses import mailbox_key, split_mailbox
 from ..base.errors import ContentError, DataError
+from ..base.files import data_errors, not_utf8, open_bytes
 from ..base.headers import check_header_value
 from ..base.model import Recipient
 
@@ -42,10 +43,7 @@ class Row:
     recipient: Recipient | None
     problem: str | None
     end: Position
-
-    @property
-    def key(self) -> str:
-        return mailbox_key(self.recipient.email) if self.recipient else ""
+    key: str = ""  # the recipient's mailbox key: what de-duplication and suppression compare
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ class RecipientFile:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = lines_before + data[: exc.start].count(b"\n") + 1
-            raise DataError(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", self.path, line) from None
+            raise DataError(not_utf8(data, exc), self.path, line) from None
         return lines_before + data.count(b"\n") + 1
 
     def _row(self, cells: list[str], end: Position) -> Row:
@@ -121,24 +119,20 @@ class RecipientFile:
         display_name, email, problem = split_mailbox(values.get("email", ""))
         problem = problem or _row_problem(values, cells, self._names)
         if problem:
-            return Row(end.line, None, f"{self.path}:{end.line}: {problem}", end)
+            return Row(end.line, None, self.problem(end.line, problem), end)
         values.pop("email")
         name = values.pop("name", "") or display_name
-        return Row(end.line, Recipient(email=email, name=name, fields=values, line=end.line), None, end)
+        recipient = Recipient(email=email, name=name, fields=values, line=end.line)
+        return Row(end.line, recipient, None, end, mailbox_key(email))
 
     def problem(self, line: int, text: str) -> str:
         """A problem found later (a duplicate, a suppressed address), in the same form as a row's own."""
         return f"{self.path}:{line}: {text}"
 
     def _open(self) -> BinaryIO:
-        try:
-            return self.path.open("rb")
-        except FileNotFoundError:
-            raise DataError("no such file", self.path) from None
-        except IsADirectoryError:
-            raise DataError("is a folder, expected a file", self.path) from None
-        except OSError as exc:
-            raise DataError(f"cannot read: {exc.strerror}", self.path) from None
+        """The file, opened for bytes; one it cannot open is bad data (EX_DATAERR), like a malformed one."""
+        with data_errors():
+            return open_bytes(self.path)
 
     def _reader(self, handle: BinaryIO, start: Position):
         """A csv reader over `handle` and the position it has read to (the csv module pulls exactly the lines
@@ -163,7 +157,7 @@ class _Cursor:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", path, line) from None
+                raise DataError(not_utf8(raw, exc), path, line) from None
             self.at = Position(offset, line)
             yield text
 

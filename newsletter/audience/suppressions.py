@@ -241,26 +241,24 @@ def complaint_warning(complaints: int, sent: int) -> str:
     )
 
 
-def refusal_warnings(path: Path, edition: str, sent: int) -> list[str]:
-    """Warnings when receivers refused more than 1% of an edition's messages for reasons on the sender's side
+def refusal_warning(by_domain: dict[str, int], sent: int) -> str:
+    """A warning when receivers refused more than 1% of an edition's messages for reasons on the sender's side
     (blocklisted, taken for spam, policy): a reputation or content problem; the worst domains are named."""
-    if not path.is_file() or not sent:
-        return []
-    with SuppressionStore(path) as store:
-        by_domain = store.refusals_for(edition)
     refused = sum(by_domain.values())
-    if refused / sent <= SENDER_SIDE_LIMIT:
-        return []
+    if not sent or refused / sent <= SENDER_SIDE_LIMIT:
+        return ""
     worst = ", ".join(f"{domain} {count}" for domain, count in list(by_domain.items())[:3])
-    return [
+    return (
         f"{refused} of {sent} message(s) ({refused / sent:.1%}) were refused for reasons on the sender's side "
         f"(blocklist, spam verdict, policy), most at {worst}: check the sending IP's and domain's reputation "
         "and the content before the next send; no address was suppressed for it"
-    ]
+    )
 
 
 def edition_warnings(path: Path, edition: str, sent: int) -> list[str]:
     """What `status` and the next `send` warn about an edition: complaints over 0.1%, refusals over 1%."""
-    complaints = edition_reports(path, edition).get("complaint", 0)
-    warning = complaint_warning(complaints, sent)
-    return ([warning] if warning else []) + refusal_warnings(path, edition, sent)
+    if not path.is_file():
+        return []
+    with SuppressionStore(path) as store:
+        complaints, by_domain = store.counts_for(edition).get("complaint", 0), store.refusals_for(edition)
+    return [warning for warning in (complaint_warning(complaints, sent), refusal_warning(by_domain, sent)) if warning]

@@ -68,3 +68,13 @@ def transaction(db: sqlite3.Connection, path: Path, doing: str, hint: str = "",
                 db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+IN_BATCH = 500  # keys per `IN (...)` query: well under SQLite's limit on parameters
+
+
+def in_batches(keys: list[str], size: int = IN_BATCH) -> Iterator[tuple[list[str], str]]:
+    """`keys` a batch at a time, each with its `?,?,...` placeholders for an `IN (...)` clause."""
+    for start in range(0, len(keys), size):
+        batch = keys[start : start + size]
+        yield batch, ",".join("?" * len(batch))

@@ -133,7 +133,8 @@ class Send:
         self.resuming = False
         if self.path.exists():  # only read: declining the plan must leave no trace
             with JournalReader(self.path) as reader:
-                if reader.meta() and "format" not in reader.meta():  # 0.1 fingerprinted the rows, not the file
+                meta = reader.meta()
+                if meta and "format" not in meta:  # 0.1 fingerprinted the rows, not the file
                     self._prints = (self._prints[0], legacy_recipients_print(self.source))
                 self.resuming = reader.check_same_send(*self._prints, recipients_csv)
                 self._counts = reader.counts()

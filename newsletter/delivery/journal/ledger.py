@@ -70,7 +70,7 @@ class Journal:
         longer handed out. Returns how many of them were still to send."""
         if not keys:
             return 0
-        skipped = self.store.skip(sorted(keys))
+        skipped = self.store.skip(list(keys))
         self.window.drop(set(skipped))
         self.skipped += len(skipped)
         return len(skipped)
@@ -120,5 +120,5 @@ class Journal:
         suppressed = self.exclusions.among(row.key for row in pending) if self.exclusions else set()
         if not suppressed:
             return pending
-        self.skipped += len(self.store.skip(sorted(suppressed)))
+        self.skip(suppressed)
         return [row for row in pending if row.key not in suppressed]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ...audience.recipients import Position
 from ...base.addresses import mailbox_key
-from ...base.database import PRIVATE, open_private, transaction
+from ...base.database import PRIVATE, in_batches, open_private, transaction
 from ...base.errors import ContentError
 from ...base.model import Recipient
 from ...base.writer import private_folder
@@ -154,12 +154,8 @@ class JournalStore(JournalReader):
 
     def _duplicates(self, rows: list[tuple[Recipient, str, str]]) -> list[tuple[Recipient, int]]:
         """Of rows just offered, those whose mailbox the journal holds from another line, with that line."""
-        duplicates = []
-        for recipient, key, _ in rows:
-            (first,) = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
-            if first != recipient.line:
-                duplicates.append((recipient, first))
-        return duplicates
+        lines = [(recipient, self.line_of(key)) for recipient, key, _ in rows]
+        return [(recipient, first) for recipient, first in lines if first != recipient.line]
 
     def recover(self) -> int:
         """Rows left `sending` by a run that died become `in-doubt`; returns how many."""
@@ -175,11 +171,10 @@ class JournalStore(JournalReader):
         row ids."""
         skipped = []
         with self._transaction("write"):
-            for start in range(0, len(keys), 500):
-                batch = keys[start : start + 500]
+            for batch, marks in in_batches(keys):
                 skipped += [row_id for (row_id,) in self._db.execute(
                     f"UPDATE recipients SET state = '{State.SKIPPED}', reply = 'unsubscribed (suppression list)' "
-                    f"WHERE state = '{State.PENDING}' AND key IN ({','.join('?' * len(batch))}) RETURNING id",
+                    f"WHERE state = '{State.PENDING}' AND key IN ({marks}) RETURNING id",
                     batch,
                 )]  # fmt: skip
         return skipped
