@@ -59,8 +59,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     finally:
         send.close()
     done = report.progress
+    about = "" if send.list_read else "about "  # rows not read yet may hold bad rows and duplicates
     print(f"sent {done.sent}, failed {done.failed}, in doubt {done.in_doubt}, skipped {done.skipped} "
-          f"of {done.total}; this run {done.sent_this_run} at {done.rate:.0f}/s")  # fmt: skip
+          f"of {about}{done.total}; this run {done.sent_this_run} at {done.rate:.0f}/s")  # fmt: skip
     for note in report.notes:
         print(f"newsletter: {note}", file=sys.stderr)
     if report.interrupted:
@@ -73,7 +74,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"newsletter: {report.stop_reason}; run the same command again to resume", file=sys.stderr)
         return EXIT_TEMPFAIL
     if done.done < done.total:
-        print(f"{done.total - done.done} recipient(s) still pending; run the same command again to continue")
+        print(f"{about}{done.total - done.done} recipient(s) still pending; run the same command again to continue")
         return EXIT_TEMPFAIL
     print(f"edition {plan.edition} is complete")
     return _send_exit(done.failed, done.in_doubt)

@@ -784,3 +784,15 @@ def test_a_send_started_by_version_0_1_is_resumed_and_stays_archived(project, sm
     assert "Resuming edition back-pain" in result.out and "3 to send, 0 suppressed, 2 already sent of 5" in result.out
     assert sorted(received_counts(server.handler)) == [f"r{i:05d}@example.org" for i in (2, 3, 4)]
     assert "pending 0, sending 0, sent 5" in cli("status", SAMPLE_EDITION).out
+
+
+def test_a_partial_run_over_a_list_not_yet_read_whole_says_its_totals_are_estimates(project, smtp_server, sending,
+                                                                                    cli) -> None:  # fmt: skip
+    sending(smtp_server())
+    recipients_file(project / "list.csv", 3000)  # more than one chunk: the run stops before reading it all
+    result = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes", "--limit", "10")
+    assert result.code == 75, result.err
+    assert "sent 10, failed 0, in doubt 0, skipped 0 of about 3000;" in result.out
+    assert "about 2990 recipient(s) still pending" in result.out
+    finish = cli("send", SAMPLE_EDITION, "--recipients", "list.csv", "--yes")
+    assert finish.code == 0 and "skipped 0 of 3000;" in finish.out, finish.out

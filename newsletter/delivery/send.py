@@ -149,6 +149,11 @@ class Send:
             self._store.close()
             self._store = None
 
+    @property
+    def list_read(self) -> bool:
+        """Whether the whole recipients file is in the journal (else totals are estimates, by lines)."""
+        return self._read_all
+
     def counts(self) -> dict[str, int]:
         """Recipients per journal state, as of the last look (the start, or the end of `run`)."""
         return dict(self._counts)
