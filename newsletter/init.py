@@ -227,4 +227,12 @@ NEWSLETTER_UNSUBSCRIBE_SECRET={secrets.token_urlsafe(32)}
 # IMAP_PASSWORD=
 # IMAP_FOLDER=INBOX
 # IMAP_TIMEOUT=30
+
+# Bounces and complaints from an email service provider, posted to `newsletter serve` at /hooks/PROVIDER
+# (README: "Bounces from an email service provider"). A provider left unset has no webhook.
+# SES_TOPIC_ARNS=
+# POSTMARK_WEBHOOK_USER=
+# POSTMARK_WEBHOOK_PASSWORD=
+# MAILGUN_WEBHOOK_SIGNING_KEY=
+# SENDGRID_WEBHOOK_PUBLIC_KEY=
 """

@@ -25,7 +25,8 @@ ENV_KEYS = (
     "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_SECURITY", "SMTP_TIMEOUT", "SMTP_CA_FILE",
     "NEWSLETTER_FROM", "NEWSLETTER_REPLY_TO", "NEWSLETTER_UNSUBSCRIBE_SECRET", "DKIM_PRIVATE_KEY_FILE",
     "DKIM_SELECTOR", "DKIM_DOMAIN", "IMAP_HOST", "IMAP_PORT", "IMAP_USERNAME", "IMAP_PASSWORD", "IMAP_FOLDER",
-    "IMAP_CA_FILE", "IMAP_TIMEOUT",
+    "IMAP_CA_FILE", "IMAP_TIMEOUT", "SES_TOPIC_ARNS", "SES_SIGNING_CERT_FILE", "POSTMARK_WEBHOOK_USER",
+    "POSTMARK_WEBHOOK_PASSWORD", "MAILGUN_WEBHOOK_SIGNING_KEY", "SENDGRID_WEBHOOK_PUBLIC_KEY",
 )  # fmt: skip
 
 
@@ -272,7 +273,8 @@ def site(project: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def web_server(project: Path, site: int):
-    """Run the real app under uvicorn in a thread: `web_server(drafts=False, root_path="")` returns its base URL."""
+    """Run the real app under uvicorn in a thread: `web_server(drafts=False, root_path="", app=None)` returns its
+    base URL."""
     import threading
     import time
 
@@ -282,9 +284,10 @@ def web_server(project: Path, site: int):
 
     servers = []
 
-    def start(drafts: bool = False, root_path: str = "", request_timeout: float = REQUEST_TIMEOUT) -> str:
-        config = server_config(create_app(open_workspace(project), drafts), port=site, root_path=root_path,
-                               request_timeout=request_timeout)  # fmt: skip
+    def start(drafts: bool = False, root_path: str = "", request_timeout: float = REQUEST_TIMEOUT, app=None) -> str:
+        """Serve `app` (by default the project's, made now) on the site's port."""
+        app = app or create_app(open_workspace(project), drafts)
+        config = server_config(app, port=site, root_path=root_path, request_timeout=request_timeout)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -558,3 +558,94 @@ def test_a_report_on_several_recipients_is_judged_by_the_block_it_proves(sent: P
     result = cli("bounces", "--maildir", maildir(tmp_path / "box", [several, malformed]), "-v")
     assert result.code == 0, result.err
     assert suppressed(sent) == {"r2@example.org": "bounce", "r3@example.org": "bounce"}, result.out
+    assert "bounce: 3" in result.out.splitlines(), "every recipient block gets a verdict"
+    assert "bounce: stranger@example.net (unverified: no evidence we sent it" in result.out
+
+
+def ses_mailed(address: str, message_id: str, kind: str = "Bounce") -> bytes:
+    """An Amazon SES notice as an SNS email-JSON subscription mails it: the SNS envelope, the notice inside."""
+    import json
+
+    detail = (
+        {
+            "bounce": {
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "feedbackId": f"fb-{address}",
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": address,
+                        "action": "failed",
+                        "status": "5.1.1",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                ],
+            }
+        }
+        if kind == "Bounce"
+        else {"complaint": {"complainedRecipients": [{"emailAddress": address}], "feedbackId": f"fc-{address}"}}
+    )
+    notice = {
+        "notificationType": kind,
+        **detail,
+        "mail": {"messageId": "0100-ses", "headers": [{"name": "Message-ID", "value": message_id}]},
+    }
+    envelope = {
+        "Type": "Notification",
+        "MessageId": f"sns-{address}",
+        "TopicArn": "arn:aws:sns:eu-west-1:1:t",
+        "Message": json.dumps(notice),
+        "Signature": "...",
+        "SignatureVersion": "1",
+    }
+    return (f"From: AWS Notifications <no-reply@sns.amazonaws.com>\r\nTo: bounces@example.org\r\n"
+            f"Subject: AWS Notification Message\r\nMessage-ID: <sns-{address}>\r\nContent-Type: text/plain; "
+            f"charset=UTF-8\r\n\r\n{json.dumps(envelope)}\r\n").encode()  # fmt: skip
+
+
+def test_an_ses_notice_by_mail_counts_only_with_our_message_id(sent: Path, cli, tmp_path: Path) -> None:
+    """Mailed notices carry no signature anyone checks: the Message-ID we made for the address is the evidence."""
+    box = maildir(tmp_path / "box", [
+        ses_mailed("r1@example.org", ours("r1@example.org")),
+        ses_mailed("r2@example.org", ours("r2@example.org"), kind="Complaint"),
+        ses_mailed("victim@example.org", FORGED),
+        ses_mailed("r3@example.org", ours("r0@example.org")),  # ours, but made for someone else
+    ])  # fmt: skip
+    result = cli("bounces", "--maildir", box, "-v")
+    assert result.code == 0, result.err
+    assert suppressed(sent) == {"r1@example.org": "bounce", "r2@example.org": "complaint"}, result.out
+    assert "bounce: 3" in result.out.splitlines() and "complaint: 1" in result.out.splitlines()
+    assert "2 report(s) unverified" in result.out
+    assert suppressed(sent, "edition")["r1@example.org"] == SAMPLE_EDITION
+
+
+def test_a_real_postfix_dsn_for_two_unknown_users_judges_both(sent: Path, postfix, cli, tmp_path: Path) -> None:
+    """One message to two unknown users: Postfix reports both in one DSN, and each block gets a verdict. A message
+    of ours has one recipient, and its Message-ID proves that one: gone1 is suppressed, gone2 (named by the same
+    report, proven by nothing) is recorded unverified, and suppressed only when the operator trusts every report."""
+    import shutil
+    import smtplib
+
+    port, mail = postfix
+    message = (
+        f"From: Seattle Neuro Blog <newsletter@example.org>\r\nTo: gone1@example.org, gone2@example.org\r\n"
+        f"Subject: Is Physical Therapy Worth It?\r\nMessage-ID: {ours('gone1@example.org')}\r\n\r\nHello\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.sendmail("bounces@example.org", ["gone1@example.org", "gone2@example.org"], message.encode())
+    box = mail / "bounces" / "Maildir"
+    deadline = time.monotonic() + 30
+    while not (list((box / "new").glob("*")) if (box / "new").is_dir() else []) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (report,) = list((box / "new").iterdir())
+    assert report.read_bytes().count(b"Final-Recipient: rfc822; gone") == 2, "one DSN naming both"
+    copy = tmp_path / "copy"
+    shutil.copytree(box, copy)
+    result = cli("bounces", "--maildir", box, "-v")
+    assert result.code == 0, result.err
+    assert "bounce: 2" in result.out.splitlines()
+    assert "bounce: gone1@example.org (suppressed): userunknown" in result.out
+    assert "bounce: gone2@example.org (unverified" in result.out
+    assert suppressed(sent) == {"gone1@example.org": "bounce"}
+    assert cli("bounces", "--maildir", copy, "--trust-unverified").code == 0
+    assert suppressed(sent) == {"gone1@example.org": "bounce", "gone2@example.org": "bounce"}

@@ -36,19 +36,19 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from ..base.addresses import split_mailbox
 from ..base.workspace import Workspace
 from . import reasons
+from .esp.ses import mailed_notice, notice_events
+from .events import Event, kind_of
 from .reasons import SOFT_DAYS, SOFT_EDITIONS
+from .reports import address_in, decoded, printable, quoted_original, report_blocks, report_fields, text_of
 from .suppressions import SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys, sent_to
 
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ACTED_ON = ("bounce", "soft-bounce", "refused", "complaint")  # what a report may do to an address, given evidence
 KINDS = ("bounce", "soft-bounce", "refused", "complaint", "unsubscribe", "auto-reply", "other")
 _KIND_OF_POLICY = {"hard": "bounce", "soft": "soft-bounce", "sender": "refused", "none": "other"}
@@ -81,6 +81,8 @@ class SentMail(Protocol):
     def editions(self) -> list[str]: ...
 
     def recipient(self, code: str, row_id: int) -> tuple[str, str] | None: ...
+
+    def edition_sent_to(self, address: str) -> str: ...
 
 
 class BounceReader:
@@ -117,44 +119,52 @@ class BounceReader:
 
     # --- sorting ------------------------------------------------------------------------------------------
 
-    def classify(self, message: EmailMessage) -> Verdict:
+    def classify(self, message: EmailMessage) -> list[Verdict]:
+        """The verdicts of one message: one per recipient block of a DSN without a VERP tag and per recipient
+        of an Amazon SES notice that came by mail; else one."""
         report = message.get_param("report-type", header="content-type") if message.is_multipart() else None
         kind = message.get_content_type()
         if kind == "multipart/report" and str(report).lower() == "feedback-report":
-            return self._complaint(message)
+            return [self._complaint(message)]
         if kind == "multipart/report" and str(report).lower() == "delivery-status":
             return self._dsn(message)
+        notice = self._ses_notice(message)
+        if notice is not None:
+            return notice
         unsubscribe = self._mailto_unsubscribe(message)
         if unsubscribe is not None:
-            return unsubscribe
+            return [unsubscribe]
         bounce = self._nonstandard(message)
         if bounce.kind == "other" and _is_auto_reply(message):  # `Auto-Submitted` alone: Exim's bounces say it too
-            return Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80], reason="vacation")
-        return bounce
+            return [Verdict("auto-reply", detail=str(message.get("Subject", ""))[:80], reason="vacation")]
+        return [bounce]
 
     def _evidence(self, message: EmailMessage, verp: tuple[str, str] | None, address: str) -> tuple[str, str]:
         """(evidence, edition): a valid VERP tag, or a quoted original whose Message-ID we made for `address`;
         ("", the edition the report claims) when there is neither."""
         if verp:
             return "verp", verp[1]
-        original = _quoted_original(message)
+        original = quoted_original(message)
         message_id = str(original.get("Message-ID", "")) if original else ""
         edition = sent_to(self.keys, self.publication.list_id, message_id, address, self._sent.editions())
         return ("message-id", edition) if edition else ("", self._edition_of(message))
 
     def _edition_of(self, message: EmailMessage) -> str:
         """The edition a report quotes, by the label our Message-IDs carry (`<digest.EDITION@domain>`)."""
-        original = _quoted_original(message)
-        match = re.search(r"\.([A-Za-z0-9-]+)@", str(original.get("Message-ID", "")) if original else "")
+        original = quoted_original(message)
+        return self._labelled(str(original.get("Message-ID", "")) if original else "")
+
+    def _labelled(self, message_id: str) -> str:
+        match = re.search(r"\.([A-Za-z0-9-]+)@", message_id)
         if match is None:
             return ""
         return next((name for name in self._sent.editions() if message_label(name) == match[1]), "")
 
     def _complaint(self, message: EmailMessage) -> Verdict:
         verp = self._verp(message)
-        fields = _report_fields(message, "message/feedback-report")
-        original = _quoted_original(message)
-        address = verp[0] if verp else _address(fields.get("original-rcpt-to", "")) or _address(
+        fields = report_fields(message, "message/feedback-report")
+        original = quoted_original(message)
+        address = verp[0] if verp else address_in(fields.get("original-rcpt-to", "")) or address_in(
             str(original.get("To", "")) if original else "")  # fmt: skip
         kind = fields.get("feedback-type", "abuse")
         evidence, edition = self._evidence(message, verp, address)
@@ -167,24 +177,30 @@ class BounceReader:
             "feedback",
         )
 
-    def _dsn(self, message: EmailMessage) -> Verdict:
-        """A delivery status notification, judged by one recipient block: with a VERP tag, the block naming its
-        recipient (else the first: a forward or an alias changes the address a report names); without one, the
-        block our quoted Message-ID was made for, else the first (then unverified)."""
+    def _dsn(self, message: EmailMessage) -> list[Verdict]:
+        """A delivery status notification. With a VERP tag, one verdict: the block naming the tag's recipient
+        (else the first: a forward or an alias changes the address a report names). Without one, a verdict
+        per recipient block, each with its own evidence (our quoted Message-ID is made for one address only)."""
         verp = self._verp(message)
-        blocks = _report_blocks(message, "message/delivery-status")
+        blocks = report_blocks(message, "message/delivery-status")
         shared, recipients = (blocks[0], blocks[1:]) if len(blocks) > 1 else ({}, blocks)
-        original = _quoted_original(message)
-        fallback = _address(str(original.get("To", ""))) if original else ""  # a Final-Recipient of no address
+        original = quoted_original(message)
+        fallback = address_in(str(original.get("To", ""))) if original else ""  # a Final-Recipient of no address
         verdicts = [self._failure(message, {**shared, **fields}, verp, fallback) for fields in recipients or [{}]]
-        named = [verdict for claimed, verdict in verdicts if verp and claimed.lower() == verp[0].lower()]
-        proven = [verdict for _, verdict in verdicts if verdict.evidence]
-        return (named or proven or [verdicts[0][1]])[0]
+        if verp:
+            named = [verdict for claimed, verdict in verdicts if claimed.lower() == verp[0].lower()]
+            return [(named or [verdicts[0][1]])[0]]
+        each: dict[str, Verdict] = {}
+        for _, verdict in verdicts:
+            seen = each.get(verdict.address.lower())
+            if seen is None or (verdict.evidence and not seen.evidence):
+                each[verdict.address.lower()] = verdict
+        return list(each.values())
 
     def _failure(self, message: EmailMessage, fields: dict[str, str], verp: tuple[str, str] | None,
                  fallback: str) -> tuple[str, Verdict]:  # fmt: skip
         """One recipient block: the address it names, and its verdict."""
-        claimed = _address(fields.get("original-recipient", "")) or _address(fields.get("final-recipient", ""))
+        claimed = address_in(fields.get("original-recipient", "")) or address_in(fields.get("final-recipient", ""))
         address = verp[0] if verp else claimed or fallback
         action, status = fields.get("action", ""), fields.get("status", "")
         diagnostic = fields.get("diagnostic-code", "") or status
@@ -215,7 +231,7 @@ class BounceReader:
         except Exception:
             temporary, permanent_ones = set(), set()
         failed = [a.decode("utf-8", "replace") for a in sorted(permanent_ones) or sorted(temporary)]
-        failed = [a for a in (_address(f) for f in [*failed, *str(message.get("X-Failed-Recipients", "")).split(",")])
+        failed = [a for a in (address_in(f) for f in [*failed, *str(message.get("X-Failed-Recipients", "")).split(",")])
                   if a]  # fmt: skip
         verp = self._verp(message)
         if not failed and not verp:
@@ -223,13 +239,35 @@ class BounceReader:
         if not failed:  # sent to a VERP address, but not recognisably a bounce
             return Verdict("other", verp[0], verp[1], "mail to a return path that is not a bounce")
         address = verp[0] if verp else failed[0]
-        text = _text_of(message)
+        text = text_of(message)
         why = reasons.reason(text)
         is_permanent = reasons.permanent("", text, "failed" if permanent_ones or not temporary else "delayed")
         evidence, edition = self._evidence(message, verp, address)
         return Verdict(_KIND_OF_POLICY[reasons.policy(why, is_permanent)], address, edition,
                        f"{why}: non-standard bounce ({str(message.get('Subject', ''))[:60]})", evidence, why,
                        _reported_at(message))  # fmt: skip
+
+    def event_verdict(self, event: Event) -> Verdict:
+        """A provider's event, judged like a report: its evidence is the provider's signature, or (a notice read
+        from a mailbox) a Message-ID we made for the address; its edition the one that Message-ID names, else
+        the newest edition sent to the address."""
+        address = address_in(event.address)
+        edition = sent_to(self.keys, self.publication.list_id, event.message_id, address, self._sent.editions())
+        evidence = "message-id" if edition else event.provider if event.verified else ""
+        if not edition and address:
+            edition = self._sent.edition_sent_to(address) if event.verified else self._labelled(event.message_id)
+        detail = f"{event.reason}: {event.detail}" if event.detail else event.reason
+        return Verdict(kind_of(event) if address else "other", address, edition or "", f"{detail} ({event.provider})",
+                       evidence, event.reason, event.at)  # fmt: skip
+
+    def _ses_notice(self, message: EmailMessage) -> list[Verdict] | None:
+        """An Amazon SES notice that came by mail (unsigned: evidence only by our Message-ID), or None."""
+        text = text_of(message, 64) if not message.is_multipart() else ""
+        notice = mailed_notice(text_of(message, 1 << 20)) if text.lstrip().startswith("{") else None
+        if notice is None:
+            return None
+        verdicts = [self.event_verdict(event) for event in notice_events(*notice, verified=False)]
+        return verdicts or [Verdict("other", detail="an Amazon SES notice of no bounce or complaint")]
 
     # --- acting ---------------------------------------------------------------------------------------------
 
@@ -263,57 +301,7 @@ class BounceReader:
 def _is_auto_reply(message: Message) -> bool:
     auto = str(message.get("Auto-Submitted", "no")).lower()
     return (auto not in ("", "no") or any(h in message for h in ("X-Autoreply", "X-Autorespond", "X-Vacation"))
-            or bool(_AUTO_SUBJECT.match(_decoded(message.get("Subject", "")))))  # fmt: skip
-
-
-def _decoded(value: object) -> str:
-    """A header as a person reads it: encoded words decoded (the messages are parsed with the compat32 policy,
-    which leaves headers as written: the default policy's header objects cost two thirds of a run)."""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except (LookupError, ValueError, UnicodeError):
-        return str(value)
-
-
-def _report_blocks(message: EmailMessage, content_type: str) -> list[dict[str, str]]:
-    """The header-like blocks of a report part (message/delivery-status: the per-message block, then one per
-    recipient; message/feedback-report: one), field names lower-cased."""
-    for part in message.walk():
-        if part.get_content_type() != content_type:
-            continue
-        payload = part.get_payload()
-        if isinstance(payload, list):  # the email package parses delivery-status into header blocks
-            text = "\n\n".join(str(block) for block in payload)
-        else:
-            text = part.get_payload(decode=True).decode("utf-8", "replace") if part.get_payload() else ""
-        blocks: list[dict[str, str]] = []
-        for chunk in re.split(r"\r?\n[ \t]*\r?\n", text):
-            fields: dict[str, str] = {}
-            for line in re.sub(r"\r?\n[ \t]+", " ", chunk).splitlines():
-                name, colon, value = line.partition(":")
-                if colon and name.strip():
-                    fields.setdefault(name.strip().lower(), value.strip())
-            if fields:
-                blocks.append(fields)
-        return blocks
-    return []
-
-
-def _report_fields(message: EmailMessage, content_type: str) -> dict[str, str]:
-    """All the fields of a report part in one mapping, the first of a name winning."""
-    merged: dict[str, str] = {}
-    for block in _report_blocks(message, content_type):
-        merged = {**block, **merged}
-    return merged
-
-
-def _text_of(message: Message, limit: int = 8000) -> str:
-    """The first text/plain part, decoded, up to `limit` characters: the words a non-standard bounce says."""
-    for part in message.walk():
-        if part.get_content_type() == "text/plain" and not part.is_multipart():
-            payload = part.get_payload(decode=True) or b""
-            return payload[: limit * 2].decode(part.get_content_charset() or "utf-8", "replace")[:limit]
-    return ""
+            or bool(_AUTO_SUBJECT.match(decoded(message.get("Subject", "")))))  # fmt: skip
 
 
 def _reported_at(message: Message) -> float:
@@ -324,34 +312,14 @@ def _reported_at(message: Message) -> float:
         return 0.0
 
 
-def _quoted_original(message: EmailMessage) -> Message | None:
-    for part in message.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            payload = part.get_payload()
-            if isinstance(payload, list) and payload:
-                return payload[0]
-            return message_from_bytes(part.get_payload(decode=True) or b"", policy=policy.compat32)
-    return None
-
-
-def _address(field_value: str) -> str:
-    """The address of `rfc822; a@b.org`, `<a@b.org>` or `Name <a@b.org>`, or ''."""
-    value = field_value.split(";", 1)[-1].strip()
-    match = re.search(r"<([^<>\s]+@[^<>\s]+)>", value)
-    candidate = match[1] if match else value
-    _, address, problem = split_mailbox(candidate)
-    return "" if problem else address
-
-
-def printable(text: str) -> str:
-    """`text` without terminal escape sequences or control characters, runs of white space folded."""
-    return " ".join(_CONTROL.sub(" ", text).split())
-
-
 def judge(data: bytes, reader: BounceReader, summary: Summary) -> None:
     message = message_from_bytes(data, policy=policy.compat32)
-    verdict = reader.classify(message)
-    verdict = dataclasses.replace(verdict, detail=printable(verdict.detail))
+    for verdict in reader.classify(message):
+        _take(dataclasses.replace(verdict, detail=printable(verdict.detail)), message, reader, summary)
+
+
+def _take(verdict: Verdict, message: Message, reader: BounceReader, summary: Summary) -> None:
+    """Act on one verdict of a message, count it, and tell `summary.each` (for -v)."""
     summary.counts[verdict.kind] += 1
     trusted = reader.trusted(verdict)
     summary.unverified += not trusted

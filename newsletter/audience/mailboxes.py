@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..base.config import IMAPSettings
 from ..base.errors import ConfigError, ContentError, JournalError, NewsletterError
-from .bounces import BounceReader, Summary, judge, printable
+from .bounces import BounceReader, Summary, judge
+from .reports import printable
 
 UNREADABLE = "unreadable"  # beside cur/: where a Maildir message that cannot be judged is set aside
 

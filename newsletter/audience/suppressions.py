@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS unverified (address TEXT NOT NULL, kind TEXT NOT NULL
                                        edition TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusals (edition TEXT NOT NULL, domain TEXT NOT NULL, reason TEXT NOT NULL,
                                      at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS suppressions_by_edition ON suppressions (edition);
 CREATE INDEX IF NOT EXISTS refusals_by_edition ON refusals (edition);
 CREATE INDEX IF NOT EXISTS unverified_by_edition ON unverified (edition);
@@ -187,6 +188,16 @@ class SuppressionStore:
         """Remember a report as acted on: only once its outcome is in the store."""
         with self._errors():
             self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """One transaction for several changes: a provider's request is recorded whole or not at all."""
+        return self._transaction()
+
+    def first_time(self, event_id: str) -> bool:
+        """Remember a provider's event id (or a request's one-time token); False when it was seen before."""
+        with self._errors():
+            cursor = self._db.execute("INSERT OR IGNORE INTO events VALUES (?, ?)", (event_id, time.time()))
+        return cursor.rowcount == 1
 
     def record_unverified(self, address: str, kind: str, detail: str, edition: str) -> None:
         """Keep a report that showed no evidence of being about our mail: what it claimed, for `status`."""

@@ -10,6 +10,8 @@ Routes, and nothing else:
                                  the address is durably suppressed before the 200; a repeat changes nothing;
                                  the button gets a confirmation page with undo, a mail provider a short text
     POST /resubscribe/TOKEN      the undo button of the confirmation page, for UNDO_SECONDS
+    POST /hooks/PROVIDER         bounce and complaint events of ses, postmark, mailgun, sendgrid (`hooks`),
+                                 each verified; a provider without settings has none (404)
 
 Everything here is public: every token is verified (a tampered, truncated or foreign one gets a plain 4xx page
 and changes nothing), request bodies are capped, nothing outside these routes is served (edition names follow
@@ -39,6 +41,7 @@ from ..base.workspace import Workspace
 from ..delivery.groupcommit import GroupCommit
 from ..edition.load import check_edition_name
 from .archive import FEED, Pages, archive_entries, archive_entry, feed_base, feed_xml, web_version
+from .hooks import HOOK_BODY, Hooks
 
 log = logging.getLogger("newsletter.serve")
 MAX_BODY = 4096
@@ -68,7 +71,7 @@ def route(path: str) -> tuple[str, str]:
     parts = path.split("/")
     if len(parts) != 3 or parts[0] or not parts[1]:
         return "", ""
-    if parts[1] in ("unsubscribe", "resubscribe"):
+    if parts[1] in ("unsubscribe", "resubscribe", "hooks"):
         return (parts[1], parts[2]) if parts[2] else ("", "")
     return ("edition", parts[1]) if not parts[2] else ("", "")
 
@@ -96,6 +99,7 @@ class Site:
         self.writer = GroupCommit(self._write_suppressions)  # concurrent one-clicks share a transaction
         self.cache: dict[str, tuple[float, str]] = {}
         self.pages = Pages(workspace)
+        self.hooks = Hooks(workspace)  # a webhook setting that cannot work is said at start
         self.unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
         self.routes = {  # each route's handler and the methods it answers: any other path is a 404, method a 405
             "archive": (self.archive, READ),
@@ -103,6 +107,7 @@ class Site:
             "unsubscribe": (self.unsubscribe, (*READ, "POST")),
             "resubscribe": (self.resubscribe, ("POST",)),
             "edition": (self.edition, READ),
+            "hooks": (self.hook, ("POST",)),
         }
 
     async def __call__(self, scope, receive, send) -> None:
@@ -233,10 +238,21 @@ class Site:
         again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
         return self.html(self.pages.page("You are subscribed again", [again]))
 
+    async def hook(self, request: Request, provider: str) -> Response:
+        """A provider's bounce and complaint events (`hooks`): verified, then recorded once each."""
+        if not self.hooks.enabled(provider):
+            return self.refusal(404, "Not found", "There is no such page.")
+        body = await _body(request, HOOK_BODY)
+        if body is None:
+            return PlainTextResponse("request too large", status_code=413, headers=SECURITY_HEADERS)
+        status, text = await asyncio.to_thread(self.hooks.answer, provider, request.headers, body)
+        headers = {**SECURITY_HEADERS, **({"www-authenticate": 'Basic realm="hooks"'} if status == 401 else {})}
+        return PlainTextResponse(text, status_code=status, headers=headers)
 
-async def _body(request: Request) -> bytes | None:
-    """The request body, or None when it is larger than MAX_BODY (read no further)."""
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+
+async def _body(request: Request, limit: int = MAX_BODY) -> bytes | None:
+    """The request body, or None when it is larger than `limit` (read no further)."""
+    if int(request.headers.get("content-length") or 0) > limit:
         return None
     chunks, size = [], 0
     while True:  # ASGI's receive, not Request.stream(): an async generator costs a tenth of a one-click
@@ -245,7 +261,7 @@ async def _body(request: Request) -> bytes | None:
             return b"".join(chunks)
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

@@ -101,6 +101,14 @@ class JournalReader:
             row = self._db.execute("SELECT line FROM recipients WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def was_sent(self, key: str) -> bool:
+        """Whether the mailbox with this key was sent the edition (or may have been: in doubt)."""
+        if self.legacy:
+            return False  # a journal of 0.1 keeps no keys; a provider's event then names no edition
+        with sqlite_errors(self.path, "read"):
+            row = self._db.execute("SELECT state FROM recipients WHERE key = ?", (key,)).fetchone()
+        return bool(row) and row[0] in (State.SENT, State.IN_DOUBT)
+
     def email_of(self, row_id: int) -> str | None:
         """The address of a journal row (what a VERP tag names)."""
         with sqlite_errors(self.path, "read"):
@@ -164,6 +172,17 @@ class SentJournals:
             self._open[code] = JournalReader(path)
         address = self._open[code].email_of(row_id)
         return (address, path.stem) if address else None
+
+    def edition_sent_to(self, address: str) -> str:
+        """The newest edition sent to `address` (by when its journal last changed), or '': the edition a
+        provider's event is about when the event does not say."""
+        newest_first = sorted(self._journals.items(), key=lambda item: item[1].stat().st_mtime, reverse=True)
+        for code, path in newest_first:
+            if code not in self._open:
+                self._open[code] = JournalReader(path)
+            if self._open[code].was_sent(mailbox_key(address)):
+                return path.stem
+        return ""
 
     def close(self) -> None:
         for reader in self._open.values():
