@@ -45,7 +45,16 @@ from . import reasons
 from .esp.ses import mailed_notice, notice_events
 from .events import Event, kind_of
 from .reasons import SOFT_DAYS, SOFT_EDITIONS
-from .reports import address_in, decoded, printable, quoted_original, report_blocks, report_fields, text_of
+from .reports import (
+    address_in,
+    bounce_words,
+    decoded,
+    printable,
+    quoted_original,
+    report_blocks,
+    report_fields,
+    text_of,
+)
 from .suppressions import SuppressionStore
 from .tokens import message_label, read_unsubscribe_token, read_verp_tag, required_keys, sent_to
 
@@ -239,7 +248,7 @@ class BounceReader:
         if not failed:  # sent to a VERP address, but not recognisably a bounce
             return Verdict("other", verp[0], verp[1], "mail to a return path that is not a bounce")
         address = verp[0] if verp else failed[0]
-        text = text_of(message)
+        text = bounce_words(message)
         why = reasons.reason(text)
         is_permanent = reasons.permanent("", text, "failed" if permanent_ones or not temporary else "delayed")
         evidence, edition = self._evidence(message, verp, address)

@@ -59,12 +59,28 @@ def report_fields(message: EmailMessage, content_type: str) -> dict[str, str]:
 
 
 def text_of(message: Message, limit: int = 8000) -> str:
-    """The first text/plain part, decoded, up to `limit` characters: the words a non-standard bounce says."""
+    """The first text/plain part, decoded (an unknown charset read as UTF-8), up to `limit` characters."""
     for part in message.walk():
         if part.get_content_type() == "text/plain" and not part.is_multipart():
-            payload = part.get_payload(decode=True) or b""
-            return payload[: limit * 2].decode(part.get_content_charset() or "utf-8", "replace")[:limit]
+            payload = (part.get_payload(decode=True) or b"")[: limit * 2]
+            try:
+                return payload.decode(part.get_content_charset() or "utf-8", "replace")[:limit]
+            except LookupError:
+                return payload.decode("utf-8", "replace")[:limit]
     return ""
+
+
+# where a plain-text bounce starts quoting the message (qmail, Yahoo: "--- Below this line is a copy of the
+# message."; Exim: "------ This is a copy of the message, ..."; Sendmail: "----- Original message follows -----")
+_COPY_FOLLOWS = re.compile(r"^[ \t]*-{2,}.*(copy of the message|original message)", re.I | re.M)
+
+
+def bounce_words(message: Message) -> str:
+    """What a non-standard bounce says, without the copy of our message it may quote (whose headers, such as
+    Return-Path and From, are no diagnosis)."""
+    text = text_of(message)
+    found = _COPY_FOLLOWS.search(text)
+    return text[: found.start()] if found else text
 
 
 def quoted_original(message: EmailMessage) -> Message | None:
