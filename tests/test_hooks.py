@@ -248,6 +248,29 @@ def test_postmark_bounces_need_the_basic_auth_and_count_once(project: Path, hook
     assert len(store_rows(project, "soft_bounces")) == 1 and len(store_rows(project, "refusals")) == 1
 
 
+def test_postmark_broadcast_streams_report_as_subscription_changes(project: Path, hooks) -> None:
+    """Newsletters go out on a broadcast stream, whose bounces and complaints come as SubscriptionChange."""
+    post, _ = hooks
+    auth = basic("postmark", "pm-secret")
+
+    def change(address: str, reason: str, suppress: bool = True, origin: str = "Recipient") -> dict:
+        return {"RecordType": "SubscriptionChange", "MessageID": f"pm-{address}", "ServerID": 23,
+                "MessageStream": "broadcast", "ChangedAt": "2026-11-30T10:53:34.416071Z", "Recipient": address,
+                "Origin": origin, "SuppressSending": suppress, "SuppressionReason": reason}  # fmt: skip
+
+    for record in (
+        change("r1@example.org", "HardBounce"),
+        change("r2@example.org", "SpamComplaint"),
+        change("r3@example.org", "ManualSuppression"),
+        change("r4@example.org", None, suppress=False),
+    ):
+        assert post("postmark", record, auth)[0] == 200  # fmt: skip
+    assert post("postmark", change("r1@example.org", "HardBounce"), auth)[0] == 200, "a retry"
+    assert suppressed(project) == {"r1@example.org": "bounce", "r2@example.org": "complaint",
+                                   "r3@example.org": "unsubscribe"}  # fmt: skip
+    assert len(store_rows(project, "events")) == 3
+
+
 # --- Mailgun ----------------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,8 @@
 """Postmark's bounce and spam complaint webhooks: HTTP basic auth with the user and password set on both sides
-(`POSTMARK_WEBHOOK_USER`, `POSTMARK_WEBHOOK_PASSWORD`), one JSON record per request (RecordType `Bounce` or
-`SpamComplaint`), its `ID` the event id."""
+(`POSTMARK_WEBHOOK_USER`, `POSTMARK_WEBHOOK_PASSWORD`), one JSON record per request. A transactional stream
+sends `Bounce` and `SpamComplaint` records (their `ID` the event id); a broadcast stream, where newsletters go,
+sends `SubscriptionChange` records instead (`SuppressSending` with a `SuppressionReason`), which carry no id of
+their own: the message, recipient, time and reason together are one."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def check_auth(authorization: str, settings: HookSettings) -> None:
 
 def postmark_events(record: object) -> list[Event]:
     """The event of one Postmark webhook record (none for records of other kinds)."""
+    if isinstance(record, dict) and record.get("RecordType") == "SubscriptionChange":
+        return _subscription_change(record)
     if not isinstance(record, dict) or record.get("RecordType") not in ("Bounce", "SpamComplaint"):
         return []
     event_id, address = str(record.get("ID", "")), str(record.get("Email", ""))
@@ -53,3 +57,26 @@ def postmark_events(record: object) -> list[Event]:
     fallback, permanent = TYPES.get(kind, ("undefined", False))
     detail = f"{record.get('Details') or ''} {record.get('Description') or ''}".strip() or kind
     return [failure("postmark", event_id, address, detail, "", fallback, permanent, at=at)]
+
+
+# SubscriptionChange's SuppressionReason -> (reason, what it says)
+SUPPRESSION_REASONS = {
+    "HardBounce": ("userunknown", "hard bounce"),
+    "SpamComplaint": ("feedback", "spam complaint"),
+    "ManualSuppression": (UNSUBSCRIBE, "unsubscribed"),
+}
+
+
+def _subscription_change(record: dict) -> list[Event]:
+    """A broadcast stream's suppression; a reactivation (SuppressSending false) lifts nothing here: a bounce or
+    complaint stays the publisher's to lift (`unsuppress`)."""
+    address, why = str(record.get("Recipient", "")), SUPPRESSION_REASONS.get(str(record.get("SuppressionReason")))
+    if record.get("SuppressSending") is not True or why is None:
+        return []
+    if not address:
+        raise HookRefused("Postmark record without Recipient", 400)
+    event_id = ":".join(str(record.get(name, "")) for name in ("MessageID", "Recipient", "ChangedAt",
+                                                                 "SuppressionReason"))  # fmt: skip
+    reason, said = why
+    detail = f"{said} through Postmark (origin: {record.get('Origin') or 'unknown'})"
+    return [Event("postmark", event_id, address, reason, True, detail, at=iso_time(record.get("ChangedAt")))]
