@@ -44,6 +44,7 @@ from .commands import (
     shown,
 )  # fmt: skip
 from .sending import cmd_send
+from .subscribing import cmd_forget, cmd_form_snippet, cmd_subscribe, cmd_subscribers
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -75,6 +76,9 @@ def _host(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("give an address, such as 127.0.0.1 (or 0.0.0.0 for every interface)")
     return text.strip()
+
+
+RECIPIENTS_HELP = "CSV with an email column (name optional); default: every confirmed subscriber"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = command("export", cmd_export, "dry run: one .eml per recipient plus manifest.csv; never connects")
     export.add_argument("edition", help="edition name under issues/, or its folder")
-    export.add_argument("--recipients", type=Path, required=True, help="CSV with an email column (name optional)")
+    export.add_argument("--recipients", type=Path, help=RECIPIENTS_HELP)
     export.add_argument("--out", type=Path, required=True, help="output folder")
 
     importer = command("import", cmd_import, "turn a blog post (.txt, .html, .md) into an article of an edition")
@@ -138,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
     send = command("send", cmd_send, "send the edition to every recipient, exactly once; resumable")
     send.add_argument("edition", help="edition name under issues/, or its folder")
-    send.add_argument("--recipients", type=Path, required=True, help="CSV with an email column (name optional)")
+    send.add_argument("--recipients", type=Path, help=RECIPIENTS_HELP)
     send.add_argument("--yes", action="store_true", help="send without asking (needed when not on a terminal)")
     send.add_argument("--connections", type=_positive(int), default=1, help="parallel SMTP connections (default 1)")
     send.add_argument("--rate", type=_positive(float), help="at most N messages per second")
@@ -185,6 +189,25 @@ def _parser() -> argparse.ArgumentParser:
     suppress.add_argument("--reason", default="manual", choices=["manual", "unsubscribe", "bounce", "complaint"])
     unsuppress = command("unsuppress", cmd_unsuppress, "lift an address's suppression")
     unsuppress.add_argument("address")
+
+    subscribers = command("subscribers", cmd_subscribers, "list the subscribers: status, times, source, consent")
+    subscribers.add_argument("--status", choices=["pending", "confirmed", "unsubscribed"], help="only these")
+    subscribers.add_argument("--csv", action="store_true", help="as CSV (spreadsheet-safe)")
+    actions = subscribers.add_subparsers(dest="action", metavar="ACTION")
+    importing = actions.add_parser("import", help="bring an existing list in", description="bring an existing list "
+                                   "in: bad rows and duplicates are reported by line, good rows kept")  # fmt: skip
+    importing.add_argument("file", type=Path, help="CSV with an email column (name and others optional)")
+    importing.add_argument("--source", required=True, help="where the list and its consent come from, kept with "
+                           "each subscriber (e.g. 'Mailchimp export 2026-11, signed up on our website')")  # fmt: skip
+    importing.add_argument("--confirmed", action="store_true", help="consent was obtained elsewhere (double opt-in "
+                           "there): the subscribers are confirmed now, with --source as the record")  # fmt: skip
+    subscribe = command("subscribe", cmd_subscribe, "add a subscriber (pending until they confirm)")
+    subscribe.add_argument("address")
+    subscribe.add_argument("--name", help="their name")
+    subscribe.add_argument("--confirmed", action="store_true", help="they already confirmed (consent given to you)")
+    forget = command("forget", cmd_forget, "erasure on request: delete a subscriber and every trace of the address")
+    forget.add_argument("address")
+    command("form-snippet", cmd_form_snippet, "print the sign-up form's HTML, to paste into your own website")
 
     keygen = command("dkim-keygen", cmd_dkim_keygen, "make a DKIM key (0600) and print the DNS record to publish")
     keygen.add_argument("--selector", required=True, help="the DKIM selector, e.g. news2026")

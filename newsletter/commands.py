@@ -155,13 +155,23 @@ def print_problem(problem: str) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .delivery.export import export_edition
+    from .delivery.snapshot import exported_list
 
-    result = export_edition(edition_argument(args.edition), args.recipients, args.out, current_workspace(),
-                            on_problem=print_problem)  # fmt: skip
+    workspace, edition = current_workspace(), edition_argument(args.edition)
+    with contextlib.ExitStack() as stack:
+        recipients = args.recipients or stack.enter_context(exported_list(workspace, edition_name(edition, workspace)))
+        result = export_edition(edition, recipients, args.out, workspace, on_problem=print_problem)
     for warning in result.warnings:
         print(f"newsletter: warning: {warning}", file=sys.stderr)
     print(f"wrote {result.written} message(s) and manifest.csv to {shown(result.out)} (dry run: nothing was sent)")
     return 0
+
+
+def edition_name(edition: str, workspace: Workspace) -> str:
+    """The name of the edition an EDITION argument names (a name, or a folder under issues/)."""
+    from .edition.load import edition_folder
+
+    return edition_folder(edition, workspace.root).name
 
 
 def cmd_import(args: argparse.Namespace) -> int:

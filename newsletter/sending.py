@@ -20,20 +20,23 @@ from .commands import (
     EXIT_TEMPFAIL,
     current_workspace,
     edition_argument,
+    edition_name,
     print_problem,
 )
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     from .delivery.send import Send, SendOptions
+    from .delivery.snapshot import subscriber_list
 
     options = SendOptions(
         connections=args.connections, rate=args.rate, per_hour=args.per_hour, resend_in_doubt=args.resend_in_doubt,
         max_consecutive_failures=args.max_consecutive_failures, retry_delay=args.retry_delay, limit=args.limit,
         give_up_after=args.give_up_after, verbose=args.verbose,
     )  # fmt: skip
-    workspace = current_workspace()
-    send = Send(edition_argument(args.edition), args.recipients, workspace, options=options, on_problem=print_problem)
+    workspace, edition = current_workspace(), edition_argument(args.edition)
+    recipients = args.recipients or subscriber_list(workspace, edition_name(edition, workspace))
+    send = Send(edition, recipients, workspace, options=options, on_problem=print_problem)
     try:
         plan = send.plan(count=None if args.yes else True)  # --yes: a big list starts at once
         for warning in _edition_warnings(workspace):

@@ -27,7 +27,8 @@ def test_every_command_has_help(cli) -> None:
     commands = _parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert {"build", "check", "export", "import", "send-test", "send", "status", "smtp-capture", "preview",
             "screenshot", "install-checkers", "serve", "archive", "suppressions", "suppress",
-            "unsuppress", "dkim-keygen", "bounces", "init"} == set(commands)  # fmt: skip
+            "unsuppress", "dkim-keygen", "bounces", "init", "subscribers", "subscribe", "forget",
+            "form-snippet"} == set(commands)  # fmt: skip
     for name in commands:
         result = cli(name, "--help")
         assert result.code == 0

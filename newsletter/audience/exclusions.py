@@ -19,6 +19,7 @@ from ..base.database import in_batches, sqlite_errors
 from ..base.errors import DataError
 from ..base.files import data_errors, read_text
 from ..base.workspace import Workspace
+from .tokens import FORGOTTEN, forgotten_marks, unsubscribe_keys
 
 
 class Exclusions:
@@ -32,18 +33,32 @@ class Exclusions:
         self.file_keys: frozenset[str] = frozenset()
         self._db: sqlite3.Connection | None = None
         self._newest = 0  # the store's last row id seen by `added`
+        self._keys = unsubscribe_keys(workspace.publication.unsubscribe_secret)
+        self._any_forgotten: bool | None = None
         self._read_file()
         if self._connected():
             self._newest = self._query("SELECT coalesce(max(rowid), 0) FROM suppressions", ())[0][0]
 
     def among(self, keys: Iterable[str]) -> set[str]:
-        """Which of these mailbox keys must not be mailed."""
+        """Which of these mailbox keys must not be mailed (a forgotten one by the keyed hash it is stored as)."""
         keys = list(keys)
         found = {key for key in keys if key in self.file_keys}
         if self._connected():
-            for batch, marks in in_batches(keys):
-                found.update(k for (k,) in self._query(f"SELECT key FROM suppressions WHERE key IN ({marks})", batch))
+            asked = {key: key for key in keys}
+            if self._forgotten():
+                asked |= {mark: key for key in keys for mark in forgotten_marks(self._keys, key)}
+            for batch, marks in in_batches(list(asked)):
+                rows = self._query(f"SELECT key FROM suppressions WHERE key IN ({marks})", batch)
+                found.update(asked[k] for (k,) in rows)
         return found
+
+    def _forgotten(self) -> bool:
+        """Whether the store holds a forgotten mailbox (asked once: an erasure is not made during a send)."""
+        if self._any_forgotten is None:
+            between = (FORGOTTEN, FORGOTTEN[:-1] + ".")  # every key that starts so ("." follows "-")
+            self._any_forgotten = bool(self._query("SELECT 1 FROM suppressions WHERE key >= ? AND key < ? LIMIT 1",
+                                                   between))  # fmt: skip
+        return self._any_forgotten
 
     def added(self) -> set[str]:
         """Keys suppressed since the last look (or since this was made); the whole file again when it changed."""

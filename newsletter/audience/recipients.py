@@ -180,8 +180,8 @@ def _row_problem(values: dict[str, str], cells: list[str], columns: list[str]) -
     return None
 
 
-def duplicate_problem(earlier_line: int | None, email: str) -> str:
-    return f"duplicate of line {earlier_line} ({email}), sent once"
+def duplicate_problem(earlier_line: int | None, email: str, kept: str = "sent once") -> str:
+    return f"duplicate of line {earlier_line} ({email}), {kept}"
 
 
 SUPPRESSED_PROBLEM = "unsubscribed (in the suppression list), skipped"

@@ -14,14 +14,13 @@ publication's plain `suppression_file` is still read beside it (`exclusions`).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.addresses import mailbox_key, split_mailbox
-from ..base.database import open_private, sqlite_errors, transaction
-from ..base.errors import ContentError, JournalError
+from ..base.database import Store, in_batches
+from ..base.errors import ContentError
 from ..base.workspace import PRIVATE_DIR, SUPPRESSIONS_FILE
 from .reasons import SENDER_SIDE_LIMIT
 
@@ -65,35 +64,11 @@ def store_path(root: Path) -> Path:
     return root / PRIVATE_DIR / SUPPRESSIONS_FILE
 
 
-class StoreBusy(JournalError):
-    """Another process holds the store's write lock; only a store opened with `wait=0` says so (try again)."""
+class SuppressionStore(Store):
+    """The store, opened for reading and writing (see `Store` for `wait`)."""
 
-
-class SuppressionStore:
-    """The store, opened for reading and writing; cheap to open, safe to open from many processes at once.
-
-    `wait` is how long a write waits for another process's transaction. A command waits (30 s); `serve` waits
-    not at all and is told `StoreBusy` instead, since SQLite's wait would stop its event loop and every other
-    request with it."""
-
-    def __init__(self, path: Path, wait: float = 30) -> None:
-        self.path = path
-        with self._errors():
-            self._db = open_private(path, timeout=30)
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> SuppressionStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
-        return sqlite_errors(self.path, "cannot use the suppression store")
+    SCHEMA = _SCHEMA
+    NAME = "suppression store"
 
     def add(self, address: str, reason: str, source: str, detail: str = "", edition: str = "") -> bool:
         """Suppress `address`; True when it was not suppressed before (a repeat changes nothing)."""
@@ -118,15 +93,11 @@ class SuppressionStore:
             if problem or reason not in REASONS:
                 raise ContentError(problem or f"unknown reason {reason!r}")
             rows.append((mailbox_key(email), email, reason, source, "", time.time(), ""))
-        with self._transaction():
+        with self.transaction():
             before = self._db.total_changes
             self._db.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             added = self._db.total_changes - before
         return added
-
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        busy = lambda: StoreBusy("the suppression store is busy (another process is writing)", self.path)  # noqa: E731
-        return transaction(self._db, self.path, "cannot use the suppression store", busy=busy)
 
     def suppressed(self, address: str) -> Suppression | None:
         """The suppression of one address, or None."""
@@ -140,11 +111,35 @@ class SuppressionStore:
     def remove(self, address: str, reasons: tuple[str, ...] = REASONS) -> bool:
         """Lift a suppression (only one of `reasons`); True when there was one."""
         marks = ",".join("?" * len(reasons))
-        with self._transaction():
+        with self.transaction():
             cursor = self._db.execute(
                 f"DELETE FROM suppressions WHERE key = ? AND reason IN ({marks})", (mailbox_key(address), *reasons)
             )
         return cursor.rowcount == 1
+
+    def forget(self, key: str, mark: str) -> None:
+        """Erasure: every trace of the mailbox `key` replaced by `mark` (its keyed hash), which stays suppressed,
+        so the person is never mailed again while no row names them; the old rows are overwritten on disk."""
+        with self._errors():
+            self._db.execute("PRAGMA secure_delete = ON")
+        with self.transaction():
+            was = self._db.execute("SELECT reason, edition FROM suppressions WHERE key = ?", (key,)).fetchone()
+            self._db.execute("DELETE FROM suppressions WHERE key = ?", (key,))
+            self._db.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, 'erasure request', '', ?, ?)",
+                             (mark, mark, was[0] if was else "manual", time.time(), was[1] if was else ""))  # fmt: skip
+            self._db.execute("UPDATE soft_bounces SET key = ? WHERE key = ?", (mark, key))
+            self._db.execute("UPDATE unverified SET address = ?, detail = replace(lower(detail), ?, ?) "
+                             "WHERE lower(address) = ?", (mark, key, mark, key))  # fmt: skip
+        with self._errors():
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def reasons_for(self, keys: list[str]) -> dict[str, str]:
+        """The suppression reason of each of these mailbox keys that is suppressed."""
+        found: dict[str, str] = {}
+        with self._errors():
+            for batch, marks in in_batches(keys):
+                found.update(self._db.execute(f"SELECT key, reason FROM suppressions WHERE key IN ({marks})", batch))
+        return found
 
     def entries(self) -> list[Suppression]:
         with self._errors():
@@ -188,10 +183,6 @@ class SuppressionStore:
         """Remember a report as acted on: only once its outcome is in the store."""
         with self._errors():
             self._db.execute("INSERT OR IGNORE INTO processed VALUES (?, ?)", (digest, time.time()))
-
-    def transaction(self) -> contextlib.AbstractContextManager[None]:
-        """One transaction for several changes: a provider's request is recorded whole or not at all."""
-        return self._transaction()
 
     def first_time(self, event_id: str) -> bool:
         """Remember a provider's event id (or a request's one-time token); False when it was seen before."""

@@ -14,7 +14,9 @@ each key in turn: NEWSLETTER_UNSUBSCRIBE_SECRET may list the current key first a
 (comma-separated), so links in mail sent before a rotation keep working. A tampered, truncated or foreign token
 reads as None. The same address and list always give the same token, so a resumed send links the same way.
 
-An undo token (for "resubscribe") adds the time it was issued and is valid for UNDO_SECONDS.
+An undo token (for "resubscribe") adds the time it was issued and is valid for UNDO_SECONDS; a confirmation token
+(double opt-in) adds the sign-up time and is valid for CONFIRM_SECONDS. Each purpose seals under its own list
+label, so no token of one kind reads as another.
 """
 
 from __future__ import annotations
@@ -129,20 +131,44 @@ def read_unsubscribe_token(keys: list[bytes], list_id: str, token: str) -> str |
         return None
 
 
+def _timed_token(keys: list[bytes], list_id: str, purpose: str, email: str, at: float) -> str:
+    """An address and a time (when it was issued, or when the person signed up), sealed for one purpose."""
+    return seal(keys, f"{list_id}\0{purpose}", f"{int(at)}\0{mailbox_key(email)}".encode())
+
+
+def _read_timed(keys: list[bytes], list_id: str, purpose: str, token: str, valid: float,
+                now: float | None) -> tuple[str, int] | None:  # fmt: skip
+    """(address, time) of a timed token of ours for `purpose`, or None when it is not, or is over `valid` old."""
+    payload = unseal(keys, f"{list_id}\0{purpose}", token)
+    if payload is None:
+        return None
+    issued, _, address = payload.decode("utf-8", "replace").partition("\0")
+    if not issued.isdigit() or (now if now is not None else time.time()) - int(issued) > valid:
+        return None
+    return address, int(issued)
+
+
 def undo_token(keys: list[bytes], list_id: str, email: str, now: float | None = None) -> str:
-    issued = int(now if now is not None else time.time())
-    return seal(keys, list_id + "\0undo", f"{issued}\0{mailbox_key(email)}".encode())
+    return _timed_token(keys, list_id, "undo", email, now if now is not None else time.time())
 
 
 def read_undo_token(keys: list[bytes], list_id: str, token: str, now: float | None = None) -> str | None:
     """The address to resubscribe, or None when the token is not ours or more than UNDO_SECONDS old."""
-    payload = unseal(keys, list_id + "\0undo", token)
-    if payload is None:
-        return None
-    issued, _, address = payload.decode("utf-8", "replace").partition("\0")
-    if not issued.isdigit() or (now if now is not None else time.time()) - int(issued) > UNDO_SECONDS:
-        return None
-    return address
+    found = _read_timed(keys, list_id, "undo", token, UNDO_SECONDS, now)
+    return found[0] if found else None
+
+
+CONFIRM_SECONDS = 7 * 24 * 3600  # how long a confirmation link works after the sign-up it confirms
+
+
+def confirm_token(keys: list[bytes], list_id: str, email: str, signed_up: float) -> str:
+    """The link of a confirmation mail: the address and its sign-up time, sealed."""
+    return _timed_token(keys, list_id, "confirm", email, signed_up)
+
+
+def read_confirm_token(keys: list[bytes], list_id: str, token: str, now: float | None = None) -> tuple[str, int] | None:
+    """(address, sign-up time) of a confirmation link of ours at most CONFIRM_SECONDS old, or None."""
+    return _read_timed(keys, list_id, "confirm", token, CONFIRM_SECONDS, now)
 
 
 def _code(text: str, length: int) -> str:
@@ -205,3 +231,12 @@ def sent_to(keys: list[bytes], list_id: str, message_id: str, email: str, editio
 def message_label(edition_name: str) -> str:
     """The edition as our Message-IDs show it (what `bounces` reads back from a quoted original)."""
     return re.sub(r"[^A-Za-z0-9-]", "", edition_name)[:40] or "edition"
+
+
+FORGOTTEN = "forgotten-"  # what a forgotten mailbox's key and address become in the stores and journals
+
+
+def forgotten_marks(keys: list[bytes], mailbox: str) -> list[str]:
+    """What a forgotten mailbox (its key) is replaced by, under each key, current first: a keyed hash, so the
+    stores can still refuse it while no file names it, and nobody without the key can test an address."""
+    return [FORGOTTEN + _mac(key, b"forgotten", mailbox.encode()).hex()[:32] for key in keys]

@@ -70,6 +70,46 @@ def transaction(db: sqlite3.Connection, path: Path, doing: str, hint: str = "",
         db.execute("COMMIT")
 
 
+class StoreBusy(JournalError):
+    """Another process holds a store's write lock; only a store opened with `wait=0` says so at once (try again)."""
+
+
+class Store:
+    """A store shared by processes (the suppression store, the subscriber store): cheap to open, safe to open
+    from many processes at once, every change one committed transaction.
+
+    `wait` is how long a write waits for another process's transaction. A command waits (30 s); `serve` waits
+    not at all and is told `StoreBusy` instead, since SQLite's wait would stop its event loop and every other
+    request with it."""
+
+    SCHEMA = ""
+    NAME = "store"
+
+    def __init__(self, path: Path, wait: float = 30) -> None:
+        self.path = path
+        with self._errors():
+            self._db = open_private(path, timeout=30)
+            self._db.executescript(self.SCHEMA)
+            self._db.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return sqlite_errors(self.path, f"cannot use the {self.NAME}")
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """One transaction for several changes, all or none (BEGIN IMMEDIATE)."""
+        busy = lambda: StoreBusy(f"the {self.NAME} is busy (another process is writing)", self.path)  # noqa: E731
+        return transaction(self._db, self.path, f"cannot use the {self.NAME}", busy=busy)
+
+
 IN_BATCH = 500  # keys per `IN (...)` query: well under SQLite's limit on parameters
 
 

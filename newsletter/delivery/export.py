@@ -17,7 +17,7 @@ from ..audience.exclusions import Exclusions
 from ..audience.recipients import RecipientFile, SeenKeys, checked_rows
 from ..base.model import Recipient
 from ..base.workspace import Workspace
-from ..base.writer import atomic_file, make_folder, safe_join, spreadsheet_row
+from ..base.writer import atomic_file, atomic_write, make_folder, safe_join, spreadsheet_row
 from ..edition.compose import MessageFactory
 from ..edition.pipeline import message_factory
 from .files import EXPORT_FILE, FileTransport
@@ -64,12 +64,51 @@ def export_edition(edition: str | Path, recipients_csv: Path, out: Path, workspa
     finally:
         for closing in (exclusions, mailboxes, names):
             closing.close()
+    _remember(workspace, out)
     if not factory.rendered.publication.unsubscribe_secret:
         result.warnings.append(
             "NEWSLETTER_UNSUBSCRIBE_SECRET is not set: these messages' unsubscribe links use the public development "
             "key, so anyone could forge them; fine for a dry run, never for mail you send"
         )
     return result
+
+
+EXPORTS = "exports.txt"  # in .newsletter/: every folder an export wrote to, so an erasure can find them
+
+
+def _remember(workspace: Workspace, out: Path) -> None:
+    registry = workspace.private / EXPORTS
+    folders = exported_folders(workspace)
+    if out.resolve() not in folders:
+        atomic_write(registry, "".join(f"{folder}\n" for folder in [*folders, out.resolve()]), private=True)
+
+
+def exported_folders(workspace: Workspace) -> list[Path]:
+    registry = workspace.private / EXPORTS
+    return [Path(line) for line in registry.read_text(encoding="utf-8").splitlines()] if registry.is_file() else []
+
+
+def forget_in_exports(workspace: Workspace, email: str) -> list[Path]:
+    """Erasure in every export: the message files to `email` deleted and their manifest rows removed. Returns
+    the export folders changed."""
+    changed = []
+    for out in exported_folders(workspace):
+        manifest = out / MANIFEST
+        if not manifest.is_file():
+            continue
+        with manifest.open(encoding="utf-8", errors="replace", newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [row for row in rows if not (row and row[0].lstrip("'").lower() == email.lower())]
+        if len(kept) == len(rows):
+            continue
+        for row in rows:
+            if row not in kept and len(row) > 1 and EXPORT_FILE.fullmatch(row[1]):
+                safe_join(out, row[1]).unlink(missing_ok=True)
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        atomic_write(manifest, text.getvalue(), private=True)
+        changed.append(out)
+    return changed
 
 
 def _remove_earlier_export(out: Path, written: SeenKeys) -> None:
