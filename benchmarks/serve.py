@@ -23,6 +23,7 @@ import http.client
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,26 @@ request = function()
   return wrk.format(nil, paths[next_path])
 end
 """
+
+# sign-ups: each a new address from its own client address (serve runs with --proxy, so X-Forwarded-For is the
+# client, as behind nginx), so the per-address and per-IP limits never refuse one
+SIGNUP_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  local client = string.format("10.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  local headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["X-Forwarded-For"] = client}
+  return wrk.format("POST", "/subscribe", headers, "email=s" .. n .. "%40example.org&name=Reader")
+end
+"""
+
+
+def stored(path: Path, table: str) -> int:
+    """Rows of a table of one of the stores (0 when it is not there yet)."""
+    if not path.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def server_cpu(pid: int) -> float:
@@ -85,12 +106,17 @@ def one_click_burst(work: Path, port: int, clients: int, seconds: int) -> dict[s
         paths.writelines(f"/unsubscribe/{unsubscribe_token(keys, LIST_ID, f'r{i:07d}@example.org')}\n"
                          for i in range(count))  # fmt: skip
     (work / "one-click.lua").write_text(WRK_SCRIPT)
-    command = [WRK, "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", "one-click.lua",
-               f"http://127.0.0.1:{port}"]  # fmt: skip
+    figures = wrk_burst(work, port, clients, seconds, "one-click.lua")
+    if figures["requests"] >= count:
+        raise SystemExit("wrk ran out of distinct addresses: raise the count")
+    return figures
+
+
+def wrk_burst(work: Path, port: int, clients: int, seconds: int, script: str) -> dict[str, float]:
+    """wrk's figures for one burst of a script's requests: median and p99 ms, requests, non-2xx answers."""
+    command = [WRK, "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, f"http://127.0.0.1:{port}"]
     out = subprocess.run(command, cwd=work, capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out)[1])
-    if requests >= count:
-        raise SystemExit("wrk ran out of distinct addresses: raise the count")
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     if errors:
@@ -131,10 +157,10 @@ def one_clicks_beside_idle_connections(port: int, idle: int, count: int) -> list
             connection.close()
 
 
-def serving(work: Path, port: int) -> contextlib.AbstractContextManager[subprocess.Popen]:
-    """The real `newsletter serve` in `work`, from an empty suppression store, until the block ends."""
+def serving(work: Path, port: int, *extra: str) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """The real `newsletter serve` in `work`, from empty stores, until the block ends."""
     shutil.rmtree(work / ".newsletter", ignore_errors=True)
-    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts"]
+    command = [sys.executable, "-m", "newsletter", "serve", "--port", str(port), "--drafts", *extra]
     return running(command, port, cwd=work, env=installed_env(NEWSLETTER_UNSUBSCRIBE_SECRET=SECRET))
 
 
@@ -147,7 +173,7 @@ def main() -> None:
     if not os.access(WRK, os.X_OK):
         raise SystemExit(f"{WRK} missing: apt-get install wrk (scripts/install-test-tools does)")
     sys.path.insert(0, str(REPO))
-    from newsletter.audience.suppressions import SuppressionStore, store_path
+    from newsletter.audience.suppressions import store_path
 
     work = Path(tempfile.mkdtemp(prefix="newsletter-serve-bench-"))
     port = free_port()
@@ -167,8 +193,7 @@ def main() -> None:
                 cpu_before = server_cpu(server.pid)
                 burst = one_click_burst(work, port, args.clients, args.seconds)
                 cpu = server_cpu(server.pid) - cpu_before
-                with SuppressionStore(store_path(work)) as store:
-                    stored = len(store.keys())
+                in_store = stored(store_path(work), "suppressions")
                 if number == args.rounds:
                     index = timed_gets(port, "/", 50)
                     web = timed_gets(port, "/back-pain/", 50)
@@ -177,17 +202,38 @@ def main() -> None:
             medians.append(burst["median"])
             p99s.append(burst["p99"])
             rate = burst["requests"] / args.seconds
-            lost = max(0, answered - stored)
+            lost = max(0, answered - in_store)
             print(f"{number:>6} {rate:>11,.0f} {burst['median']:>10.2f} {burst['p99']:>7.1f} {answered:>9,} "
-                  f"{stored:>8,} {lost:>5} {cpu / burst['requests'] * 1e6:>16.0f} µs", flush=True)  # fmt: skip
+                  f"{in_store:>8,} {lost:>5} {cpu / burst['requests'] * 1e6:>16.0f} µs", flush=True)  # fmt: skip
         print(f"median of rounds: median {statistics.median(medians):.2f} ms, p99 {statistics.median(p99s):.1f} ms")
         print(f"archive index: median {statistics.median(index) * 1000:.1f} ms; web version of back-pain: median "
               f"{statistics.median(web) * 1000:.1f} ms (cached render)")  # fmt: skip
+        signup_rounds(work, port, args)
         print(f"one-click beside 1,000 idle connections (half of them slowloris): median "
               f"{statistics.median(beside_idle) * 1000:.1f} ms, slowest of 50 {max(beside_idle) * 1000:.1f} ms "
               "(target: under 100 ms)")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def signup_rounds(work: Path, port: int, args: argparse.Namespace) -> None:
+    """Sign-up POSTs (each a new address, recorded with its queued confirmation mail before its answer) under
+    the same load as the one-clicks; none may be lost (answered 200 but not in the subscriber store)."""
+    from newsletter.audience.subscribers import store_path as subscribers
+
+    (work / "signup.lua").write_text(SIGNUP_SCRIPT)
+    medians = []
+    print(f"sign-up POST, {args.clients} concurrent clients, each a new address (target: median 5 ms or less, "
+          "0 lost)")  # fmt: skip
+    for number in range(1, args.rounds + 1):
+        with serving(work, port, "--proxy"):
+            burst = wrk_burst(work, port, args.clients, args.seconds, "signup.lua")
+            answered = burst["requests"] - burst["failed"]
+            in_store = stored(subscribers(work), "subscribers")
+        medians.append(burst["median"])
+        print(f"{number:>6} {burst['requests'] / args.seconds:>11,.0f} {burst['median']:>10.2f} {burst['p99']:>7.1f} "
+              f"{answered:>9,} {in_store:>8,} {max(0, answered - in_store):>5}", flush=True)  # fmt: skip
+    print(f"sign-up median of rounds: {statistics.median(medians):.2f} ms")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ def load_publication(root: Path, env: Mapping[str, str] | None = None) -> Public
         list_id=publication.list_id or derived_list_id(sender),
         copyright=publication.copyright or f"Copyright © {dt.date.today().year} {publication.name}",
         test_recipient=publication.test_recipient or sender.addr_spec,
+        consent_text=publication.consent_text
+        or f"I agree to receive {publication.name} by email. I can "
+        "unsubscribe at any time with the link in every email.",
     )
     _check_publication(publication, source)
     return dataclasses.replace(
@@ -99,6 +102,8 @@ def _read_settings(path: Path) -> dict[str, str]:
         name = "sender" if key == "from" else key
         if name not in _PUBLICATION_KEYS:
             raise ConfigError(f"unknown setting [publication] {key}", path)
+        if name == "welcome" and isinstance(value, bool):
+            value = "true" if value else ""
         if not isinstance(value, str):
             raise ConfigError(f"[publication] {key} must be a string", path)
         settings[name] = value.strip()

@@ -36,6 +36,8 @@ class Publication:
     copyright: str = ""
     suppression_file: str = ""
     bounce_address: str = ""  # where bounces go; each message's return path becomes bounces+TAG@domain (VERP)
+    consent_text: str = ""  # what the sign-up form says a reader agrees to (default: made from the name)
+    welcome: str = ""  # "true": a welcome mail after a reader confirms (templates welcome.html, welcome.txt)
     unsubscribe_secret: str = field(default="", repr=False)
     source: Path | None = None
 

@@ -12,6 +12,21 @@ def cannot_listen(host: str, port: int, error: OSError) -> ConfigError:
     return ConfigError(f"cannot listen on {host}:{port}: {error.strerror}; choose another with --port")
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound and listening on host:port, for a server to take over: a client that connects as soon as
+    the server says where it is waits in the backlog instead of being refused while the server starts."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        raise cannot_listen(host, port, error) from None
+    return listener
+
+
 def ensure_free(host: str, port: int) -> None:
     """Fail with a clear line when the port is taken (aiosmtpd would otherwise wait and say nothing).
 

@@ -115,16 +115,8 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
     text = normalise(rendered.text)
     publication = rendered.publication
     problems = _header_problems(rendered)
-    required = {
-        "disclaimer": publication.disclaimer,
-        "copyright line": publication.copyright,
-        "postal address": publication.postal_address,
-    }
-    required.update({f"title of {a.path.name}": a.title for a in rendered.edition.articles})
-    for what, value in required.items():
-        for part, content in (("HTML part", visible_html), ("text part", text)):
-            if normalise(value) not in content:
-                problems.append(f"{part} lacks the {what}: {value[:60]!r}")
+    titles = {f"title of {a.path.name}": a.title for a in rendered.edition.articles}
+    problems += footer_problems(visible_html, text, publication, titles)
     unsubscribe = placeholder(rendered.recipient_fields.index("unsubscribe_url"), rendered.placeholder_key)
     for part, content in (("HTML part", rendered.html), ("text part", rendered.text)):
         if unsubscribe not in content:
@@ -145,8 +137,18 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
         problems.append("HTML part has no lang attribute on <html>")
     if facts.tables_without_role:
         problems.append(f'{facts.tables_without_role} table(s) without a role (use role="presentation" for layout)')
-    problems += _long_text_lines(rendered.text)
+    problems += text_line_problems(rendered.text)
     return problems
+
+
+def footer_problems(visible_html: str, text: str, publication: Publication, more: dict[str, str] = {}) -> list[str]:  # noqa: B006
+    """What both parts of any mail must show (normalised text in): the disclaimer, the copyright line and the
+    postal address, and `more` (what: value)."""
+    required = {"disclaimer": publication.disclaimer, "copyright line": publication.copyright,
+                "postal address": publication.postal_address, **more}  # fmt: skip
+    return [f"{part} lacks the {what}: {value[:60]!r}" for what, value in required.items()
+            for part, content in (("HTML part", visible_html), ("text part", text))
+            if normalise(value) not in content]  # fmt: skip
 
 
 def image_origin(edition: Edition, src: str) -> str:
@@ -189,7 +191,7 @@ def _header_problems(rendered: RenderedEdition) -> list[str]:
     return problems
 
 
-def _long_text_lines(text: str) -> list[str]:
+def text_line_problems(text: str) -> list[str]:
     """Text lines over 78 characters wrap badly in mail readers; lines carrying a URL are allowed."""
     return [
         f"text part line {number} is {len(line)} characters (at most {MAX_TEXT_LINE}): {line[:40]!r}..."

@@ -81,9 +81,13 @@ class Pages:
         self.template = template_environment(workspace.templates).get_template("page.html")
 
     def page(self, heading: str, paragraphs: list[str] = (), form: dict | None = None,
-             editions: list[ArchiveEntry] | None = None, feed_url: str = "") -> str:  # fmt: skip
+             editions: list[ArchiveEntry] | None = None, feed_url: str = "", back: str = "",
+             signup: bool = True) -> str:  # fmt: skip
+        """A page; every one but the sign-up page itself links the sign-up page (when `serve` has a site)."""
+        site = self.publication.site_url
         return self.template.render(publication=self.publication, heading=heading, paragraphs=list(paragraphs),
-                                    form=form, editions=editions, feed_url=feed_url)  # fmt: skip
+                                    form=form, editions=editions, feed_url=feed_url, back=back,
+                                    signup_url=f"{site}/subscribe" if site and signup else "")  # fmt: skip
 
     def index(self, entries: list[ArchiveEntry], base: str = "") -> str:
         linked = [replace(entry, url=f"{base}{entry.url}") for entry in entries]

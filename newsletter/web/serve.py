@@ -10,6 +10,8 @@ Routes, and nothing else:
                                  the address is durably suppressed before the 200; a repeat changes nothing;
                                  the button gets a confirmation page with undo, a mail provider a short text
     POST /resubscribe/TOKEN      the undo button of the confirmation page, for UNDO_SECONDS
+    GET  /subscribe              the sign-up form; POST: a sign-up, from it or a form on the publisher's site
+    GET|HEAD|POST /confirm/TOKEN double opt-in: a button, or a confirmation (see `signup` for which)
     POST /hooks/PROVIDER         bounce and complaint events of ses, postmark, mailgun, sendgrid (`hooks`),
                                  each verified; a provider without settings has none (404)
 
@@ -34,31 +36,34 @@ from email import message_from_bytes, policy
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from ..audience.suppressions import StoreBusy, SuppressionStore
+from ..audience.suppressions import SuppressionStore
 from ..audience.tokens import UNDO_SECONDS, read_undo_token, read_unsubscribe_token, required_keys, undo_token
+from ..base.database import StoreBusy
 from ..base.errors import NewsletterError
 from ..base.workspace import Workspace
 from ..delivery.groupcommit import GroupCommit
 from ..edition.load import check_edition_name
 from .archive import FEED, Pages, archive_entries, archive_entry, feed_base, feed_xml, web_version
 from .hooks import HOOK_BODY, Hooks
+from .http import (
+    ONE_CLICK,
+    ONE_CLICK_FIELD,
+    PAGE_FIELD,
+    READ,
+    SECURITY_HEADERS,
+    STILL_SUPPRESSED,
+    UNSUBSCRIBE_FORM,
+    lifespan,
+    masked,
+    patiently,
+    read_body,
+    route_path,
+    same_origin,
+)
+from .mailer import Mailer
+from .signup import SignUps
 
 log = logging.getLogger("newsletter.serve")
-MAX_BODY = 4096
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "cache-control": "no-store",
-}
-
-
-READ = ("GET", "HEAD")
-ONE_CLICK_FIELD = ("List-Unsubscribe", "One-Click")  # RFC 8058
-ONE_CLICK = "=".join(ONE_CLICK_FIELD).encode()  # the body exactly as mail providers send it
-PAGE_FIELD = ("from", "page")  # what tells our unsubscribe page's button from a mail provider
-UNSUBSCRIBE_FORM = (ONE_CLICK_FIELD, PAGE_FIELD)  # the hidden fields of that button
 
 
 def route(path: str) -> tuple[str, str]:
@@ -66,12 +71,12 @@ def route(path: str) -> tuple[str, str]:
     no slash redirects, no path tricks (the server has already decoded %2F and dot segments do not match)."""
     if path == "/":
         return "archive", ""
-    if path == f"/{FEED}":
-        return "feed", ""
+    if path in (f"/{FEED}", "/subscribe"):
+        return ("feed" if path == f"/{FEED}" else "subscribe"), ""
     parts = path.split("/")
     if len(parts) != 3 or parts[0] or not parts[1]:
         return "", ""
-    if parts[1] in ("unsubscribe", "resubscribe", "hooks"):
+    if parts[1] in ("unsubscribe", "resubscribe", "hooks", "confirm"):
         return (parts[1], parts[2]) if parts[2] else ("", "")
     return ("edition", parts[1]) if not parts[2] else ("", "")
 
@@ -84,7 +89,7 @@ def create_app(workspace: Workspace, drafts: bool = False) -> Site:
 class Site:
     """The ASGI application: Starlette's requests and responses under a dispatch of its own.
 
-    Five fixed routes need no router, and Starlette's application layers (router, error and exception
+    A few fixed routes need no router, and Starlette's application layers (router, error and exception
     middleware) cost much of a one-click POST's CPU time (docs/benchmarks.md). What they did is here: 404 and
     405 pages, a plain 500 page for a bug, and the lifespan that closes the store. Each route is a method taking
     the request and the path's parameter, so a test can call the app through httpx's ASGITransport without a
@@ -100,6 +105,8 @@ class Site:
         self.cache: dict[str, tuple[float, str]] = {}
         self.pages = Pages(workspace)
         self.hooks = Hooks(workspace)  # a webhook setting that cannot work is said at start
+        self.signups = SignUps(self)
+        self.mailer = Mailer(workspace, self.signups.outbox, self.signups.wake, self.signups.confirm_link)
         self.unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
         self.routes = {  # each route's handler and the methods it answers: any other path is a 404, method a 405
             "archive": (self.archive, READ),
@@ -108,14 +115,21 @@ class Site:
             "resubscribe": (self.resubscribe, ("POST",)),
             "edition": (self.edition, READ),
             "hooks": (self.hook, ("POST",)),
+            "subscribe": (self.signups.subscribe, (*READ, "POST")),
+            "confirm": (self.signups.confirm, (*READ, "POST")),
         }
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send, self.store.close)
+            await lifespan(receive, send, self.mailer.start, self._shut_down)
         elif scope["type"] == "http":
             request = Request(scope, receive)
             await (await self.respond(request))(scope, receive, send)
+
+    async def _shut_down(self) -> None:
+        await self.mailer.stop()
+        self.signups.close()
+        self.store.close()
 
     def _write_suppressions(self, entries: list[tuple[str, str, str]]) -> list[None]:
         self.store.add_many(entries)
@@ -135,7 +149,7 @@ class Site:
                             "recent email, or reply to that email and ask to be removed.")  # fmt: skip
 
     async def respond(self, request: Request) -> Response:
-        name, parameter = route(_route_path(request.scope))
+        name, parameter = route(route_path(request.scope))
         if not name:
             return self.refusal(404, "Not found", "There is no such page.")
         handler, methods = self.routes[name]
@@ -185,9 +199,9 @@ class Site:
                 return self.invalid_link()
             return self.html(self.pages.page(
                 f"Unsubscribe from {publication.name}?",
-                [f"{_masked(address)} will get no more emails from {publication.name}."],
+                [f"{masked(address)} will get no more emails from {publication.name}."],
                 form={"action": "", "button": "Unsubscribe", "fields": UNSUBSCRIBE_FORM}))  # fmt: skip
-        body = await _body(request)
+        body = await read_body(request)
         if body is None:
             return self.refusal(413, "Request too large", "The request was larger than an unsubscribe needs.")
         if address is None:
@@ -197,7 +211,7 @@ class Site:
             why = "Use the button on the unsubscribe page, or your mail program's unsubscribe button."
             return self.refusal(400, "Not an unsubscribe request", why)
         await patiently(self.writer.submit, (address, "unsubscribe", "one-click (RFC 8058)"))
-        log.info("unsubscribed %s", _masked(address))
+        log.info("unsubscribed %s", masked(address))
         if kind != "page":  # a mail provider's POST: nobody reads the answer, so it is short (and built once)
             return self.unsubscribed
         return await self._unsubscribed_page(address)
@@ -205,7 +219,7 @@ class Site:
     async def _unsubscribed_page(self, address: str) -> Response:
         """The confirmation, with an undo that lasts a week from the unsubscribe itself, however often the link
         is used again; none for a bounce, or after the week."""
-        gone = [f"{_masked(address)} will get no more emails from {self.publication.name}."]
+        gone = [f"{masked(address)} will get no more emails from {self.publication.name}."]
         since = await patiently(asyncio.to_thread, self.store.suppressed, address)
         if since is None or since.reason != "unsubscribe" or time.time() - since.at > UNDO_SECONDS:
             return self.html(self.pages.page("You are unsubscribed", gone))
@@ -217,9 +231,9 @@ class Site:
     async def resubscribe(self, request: Request, token: str) -> Response:
         """The undo button: only from our own page, within the week, and truthful about what stays."""
         publication = self.publication
-        if not _same_origin(request, publication.site_url):
+        if not same_origin(request, publication.site_url):
             return self.refusal(403, "Not allowed", "Undo works only from the button on our own confirmation page.")
-        body = await _body(request)
+        body = await read_body(request)
         if body is None:
             return self.refusal(413, "Request too large", "The request was larger than this needs.")
         address = read_undo_token(self.keys, publication.list_id, token)
@@ -228,102 +242,26 @@ class Site:
                                 "Undo works for seven days after unsubscribing. To subscribe again, sign up on our "
                                 "website.")  # fmt: skip
         await patiently(asyncio.to_thread, self.store.remove, address, ("unsubscribe",))
-        log.info("resubscribed %s", _masked(address))
+        log.info("resubscribed %s", masked(address))
         still = await patiently(asyncio.to_thread, self.store.suppressed, address)
         if still is not None:  # a bounce or a complaint is not the reader's to undo: say so, not "subscribed"
-            why = _STILL_SUPPRESSED.get(still.reason, "was stopped")
+            why = STILL_SUPPRESSED.get(still.reason, "was stopped")
             return self.html(self.pages.page("Your unsubscribe is undone", [
-                f"But {publication.name} still cannot mail {_masked(address)}: earlier mail to it {why}. Reply to "
+                f"But {publication.name} still cannot mail {masked(address)}: earlier mail to it {why}. Reply to "
                 "one of our emails to sort it out."]))  # fmt: skip
-        again = f"{_masked(address)} will get {publication.name} again, starting with the next edition."
+        again = f"{masked(address)} will get {publication.name} again, starting with the next edition."
         return self.html(self.pages.page("You are subscribed again", [again]))
 
     async def hook(self, request: Request, provider: str) -> Response:
         """A provider's bounce and complaint events (`hooks`): verified, then recorded once each."""
         if not self.hooks.enabled(provider):
             return self.refusal(404, "Not found", "There is no such page.")
-        body = await _body(request, HOOK_BODY)
+        body = await read_body(request, HOOK_BODY)
         if body is None:
             return PlainTextResponse("request too large", status_code=413, headers=SECURITY_HEADERS)
         status, text = await asyncio.to_thread(self.hooks.answer, provider, request.headers, body)
         headers = {**SECURITY_HEADERS, **({"www-authenticate": 'Basic realm="hooks"'} if status == 401 else {})}
         return PlainTextResponse(text, status_code=status, headers=headers)
-
-
-async def _body(request: Request, limit: int = MAX_BODY) -> bytes | None:
-    """The request body, or None when it is larger than `limit` (read no further)."""
-    if int(request.headers.get("content-length") or 0) > limit:
-        return None
-    chunks, size = [], 0
-    while True:  # ASGI's receive, not Request.stream(): an async generator costs a tenth of a one-click
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-STORE_WAIT = 10.0  # how long a request waits for another process to let go of the suppression store
-_STILL_SUPPRESSED = {"bounce": "bounced", "complaint": "was reported as spam", "manual": "was stopped by us"}
-
-
-async def patiently(call, *args):
-    """`await call(*args)`, again and again while the store is busy, yielding to the loop between tries, for
-    up to STORE_WAIT seconds; then StoreBusy (a 503) for the caller."""
-    loop = asyncio.get_running_loop()
-    deadline, pause = loop.time() + STORE_WAIT, 0.005
-    while True:
-        try:
-            return await call(*args)
-        except StoreBusy:
-            if loop.time() + pause > deadline:
-                raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.25)
-
-
-def _same_origin(request, site_url: str) -> bool:
-    """A POST from our own pages. Browsers say where a POST comes from in Origin, or (when the page's
-    Referrer-Policy is no-referrer, as ours is, and Origin reads "null") in Sec-Fetch-Site; a client that sends
-    neither is no browser, so no other site can have made it send the request."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin", "null")
-    if origin == "null":
-        return True
-    ours = {_origin(str(request.base_url))} | ({_origin(site_url)} if site_url else set())
-    return origin in ours
-
-
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-async def _lifespan(receive, send, on_shutdown) -> None:
-    """ASGI lifespan: nothing to start; close the store at shutdown."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            on_shutdown()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-def _route_path(scope: dict) -> str:
-    """The path below --root-path (uvicorn puts the root path in front of `path`, as ASGI says)."""
-    path, root_path = scope["path"], scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 def _one_click(content_type: str, body: bytes) -> str | None:
@@ -358,12 +296,6 @@ def _multipart_one_click(content_type: str, body: bytes) -> str | None:
     return None
 
 
-def _masked(address: str) -> str:
-    """`a•••@example.org`: enough for the reader to recognise, not enough for a log to leak."""
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}•••@{domain}"
-
-
 def _newest_change(workspace: Workspace, name: str) -> float:
     """The newest change to an edition's files or the theme: a web version is rendered again after one."""
     files = [*(workspace.issues / name).glob("*"), *workspace.templates.glob("*")]
@@ -391,9 +323,9 @@ def run_server(workspace: Workspace, host: str = "127.0.0.1", port: int = 8080, 
     """Serve until interrupted (uvicorn), printing where."""
     import uvicorn
 
-    from ..base.ports import ensure_free
+    from ..base.ports import listening_socket
 
     app = create_app(workspace, drafts)
-    ensure_free(host, port)
+    listener = listening_socket(host, port)  # listening before it says so: no early client is refused
     print(f"serving {workspace.publication.name} on http://{host}:{port}{root_path}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.Server(server_config(app, host, port, root_path, proxy)).run()
+    uvicorn.Server(server_config(app, host, port, root_path, proxy)).run(sockets=[listener])

@@ -1,0 +1,91 @@
+"""The task inside `serve` that empties the outbox: confirmation and welcome mails, handed to the configured
+transport (SMTP by default) as soon as a sign-up asks, and retried with a doubling delay while the relay is
+down or refuses for now (`audience.outbox`). Without a transport configured, sign-ups are still recorded and
+their mails wait; `serve` says so when it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from ..audience.outbox import Letter, Outbox
+from ..base.errors import ConfigError, DeliveryError, PermanentFailure, SetupFailed
+from ..base.model import Recipient
+from ..base.workspace import Workspace
+from ..delivery.notices import Notices
+from ..delivery.transport import Transport, transport_for
+
+log = logging.getLogger("newsletter.serve")
+POLL = 5.0  # seconds between looks at the outbox when nothing wakes the task (retries come due)
+
+
+class Mailer:
+    def __init__(self, workspace: Workspace, outbox: Outbox, wake: asyncio.Event, link) -> None:
+        """`link(address, queued)` is the confirmation link of a mail queued at that time."""
+        self.publication = workspace.publication
+        self.outbox, self.wake, self.link = outbox, wake, link
+        self.notices = Notices(workspace)
+        self.notices.check(f"{self.publication.site_url}/confirm/sample")  # a broken template stops serve now
+        self.connect = None
+        try:
+            if not self.publication.site_url:
+                raise ConfigError("[publication] site_url is not set: a confirmation link needs it")
+            self.connect, _ = transport_for(workspace.settings, self.notices.sender)
+        except ConfigError as error:
+            log.warning("sign-ups are recorded, but their confirmation mails wait until this is fixed: %s",
+                        error.message)  # fmt: skip
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.connect is not None:
+            self.outbox.restart()
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), POLL)
+            self.wake.clear()
+            try:
+                letters = self.outbox.due(time.time())
+                if letters:
+                    await self._hand_over(letters)
+            except Exception:  # a store or template problem must not end the task: it tries again later
+                log.exception("could not empty the outbox")
+
+    async def _hand_over(self, letters: list[Letter]) -> None:
+        transport: Transport = self.connect()
+        try:
+            for letter in letters:
+                await self._send(transport, letter)
+        finally:
+            await transport.close()
+
+    async def _send(self, transport: Transport, letter: Letter) -> None:
+        link = self.link(letter.address, letter.queued) if letter.kind == "confirm" else self._archive()
+        message = self.notices.compose(letter.kind, Recipient(letter.address, letter.name), link, letter.message_id)
+        if not letter.message_id:
+            self.outbox.remember_id(letter, message.message_id)
+        try:
+            if not transport.is_open:
+                await transport.open()
+            await transport.send(message)
+        except PermanentFailure as error:
+            self.outbox.failed(letter, str(error))
+            log.warning("a %s mail was refused for good: %s", letter.kind, error.message)
+        except (DeliveryError, SetupFailed, OSError) as error:
+            self.outbox.retry(letter, str(error), time.time())
+            log.warning("a %s mail waits to be retried: %s", letter.kind, error)
+            await transport.close()
+        else:
+            self.outbox.handed(letter, time.time())
+
+    def _archive(self) -> str:
+        return f"{self.publication.site_url}/" if self.publication.site_url else self.publication.website_url
