@@ -7,8 +7,9 @@ import csv
 import datetime as dt
 import itertools
 import sys
+import time
 
-from .audience.subscribers import Consent, Subscriber, SubscriberStore, import_subscribers, store_path
+from .audience.subscribers import Consent, SignUp, Subscriber, SubscriberStore, import_subscribers, store_path
 from .audience.suppressions import SuppressionStore
 from .base.addresses import mailbox_key
 from .base.database import IN_BATCH
@@ -75,19 +76,44 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
+    """A subscriber by hand: confirmed at once with --confirmed; else pending, and the confirmation mail goes
+    now through the configured transport (or waits in the outbox for `serve` when none is set up)."""
     workspace = current_workspace()
+    consent = Consent("cli", text="added with `newsletter subscribe`")
+    with SuppressionStore(workspace.suppressions) as stop:
+        stopped = stop.suppressed(args.address)
     with SubscriberStore(store_path(workspace.root)) as subscribers:
         before = subscribers.get(args.address)
-        subscriber = subscribers.subscribe(args.address, args.name or "", Consent("cli", text="added with `newsletter "
-                                           "subscribe`"), confirmed=args.confirmed)  # fmt: skip
-    with SuppressionStore(workspace.suppressions) as stop:
-        stopped = stop.suppressed(subscriber.address)
+        if args.confirmed:
+            subscriber = subscribers.subscribe(args.address, args.name or "", consent, confirmed=True)
+        else:
+            subscribers.sign_up([SignUp(args.address, args.name or "", consent, may_mail=stopped is None,
+                                        at=time.time())])  # fmt: skip
+            subscriber = subscribers.get(args.address)
+            mailed = _mail_now(workspace, subscribers) if subscriber.status == "pending" else ""
     said = "already " if before is not None and before.status == subscriber.status else ""
-    print(f"{subscriber.address}: {said}{subscriber.status}")
+    print(f"{subscriber.address}: {said}{subscriber.status}" + ("" if args.confirmed else mailed))
     if stopped is not None:
-        print(f"newsletter: warning: {subscriber.address} is suppressed ({stopped.reason}): no edition goes to it "
+        print(f"newsletter: warning: {subscriber.address} is suppressed ({stopped.reason}): no mail goes to it "
               "until `newsletter unsuppress` lifts that", file=sys.stderr)  # fmt: skip
     return EXIT_OK
+
+
+def _mail_now(workspace, subscribers: SubscriberStore) -> str:
+    from .audience.outbox import Outbox
+    from .delivery.transport import run_deliveries
+    from .web.mailer import Mailer
+
+    mailer = Mailer(workspace, Outbox(subscribers))
+    if mailer.connect is None:
+        return " (its confirmation mail waits until `newsletter serve` runs with a transport set up)"
+    handed = run_deliveries(mailer.send_due())
+    return (
+        "; confirmation mail sent"
+        if handed
+        else "; no confirmation mail now (one went out in the last 10 minutes, "
+        "or the relay did not take it: `newsletter serve` retries)"
+    )
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

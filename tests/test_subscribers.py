@@ -121,3 +121,18 @@ def test_forget_leaves_no_file_naming_the_address_and_it_is_never_mailed_again(l
     assert [r.rcpt_tos for r in server.handler.received][-1:] == [("new@example.org",)], "ann is never mailed again"
     status = cli("status", SAMPLE_EDITION)
     assert "sent 2" in status.out, "the journal still counts what was sent"
+
+
+def test_subscribe_by_hand_mails_the_confirmation_unless_confirmed(project: Path, cli, smtp_server, smtp_env,
+                                                                    monkeypatch) -> None:  # fmt: skip
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    result = cli("subscribe", "dee@example.org", "--name", "Dee")
+    assert result.code == 0 and "dee@example.org: pending; confirmation mail sent" in result.out, result.err
+    (mail,) = [message_from_bytes(r.data, policy=policy.default) for r in server.handler.received]
+    assert str(mail["To"]) == "Dee <dee@example.org>" and "/confirm/" in mail.get_body(("plain",)).get_content()
+    again = cli("subscribe", "dee@example.org")
+    assert "already pending; no confirmation mail now" in again.out and len(server.handler.received) == 1
+    assert cli("subscribe", "eve@example.org", "--confirmed").out.strip() == "eve@example.org: confirmed"
+    assert len(server.handler.received) == 1

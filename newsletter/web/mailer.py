@@ -11,8 +11,9 @@ import logging
 import time
 
 from ..audience.outbox import Letter, Outbox
+from ..audience.tokens import confirm_token, required_keys
 from ..base.errors import ConfigError, DeliveryError, PermanentFailure, SetupFailed
-from ..base.model import Recipient
+from ..base.model import Publication, Recipient
 from ..base.workspace import Workspace
 from ..delivery.notices import Notices
 from ..delivery.transport import Transport, transport_for
@@ -21,11 +22,17 @@ log = logging.getLogger("newsletter.serve")
 POLL = 5.0  # seconds between looks at the outbox when nothing wakes the task (retries come due)
 
 
+def confirm_link(publication: Publication, keys: list[bytes], email: str, queued: float) -> str:
+    """The link of the confirmation mail of a sign-up made at `queued`."""
+    return f"{publication.site_url}/confirm/{confirm_token(keys, publication.list_id, email, queued)}"
+
+
 class Mailer:
-    def __init__(self, workspace: Workspace, outbox: Outbox, wake: asyncio.Event, link) -> None:
-        """`link(address, queued)` is the confirmation link of a mail queued at that time."""
+    def __init__(self, workspace: Workspace, outbox: Outbox, wake: asyncio.Event | None = None) -> None:
+        """`wake` is set when a mail is queued (`serve`); the command line calls `send_due` once instead."""
         self.publication = workspace.publication
-        self.outbox, self.wake, self.link = outbox, wake, link
+        self.keys = required_keys(self.publication.unsubscribe_secret, "serve")
+        self.outbox, self.wake = outbox, wake or asyncio.Event()
         self.notices = Notices(workspace)
         self.notices.check(f"{self.publication.site_url}/confirm/sample")  # a broken template stops serve now
         self.connect = None
@@ -54,22 +61,24 @@ class Mailer:
                 await asyncio.wait_for(self.wake.wait(), POLL)
             self.wake.clear()
             try:
-                letters = self.outbox.due(time.time())
-                if letters:
-                    await self._hand_over(letters)
+                await self.send_due()
             except Exception:  # a store or template problem must not end the task: it tries again later
                 log.exception("could not empty the outbox")
 
-    async def _hand_over(self, letters: list[Letter]) -> None:
+    async def send_due(self) -> int:
+        """Hand every mail that is due to the transport, once; returns how many the relay took."""
+        letters = self.outbox.due(time.time())
+        if not letters:
+            return 0
         transport: Transport = self.connect()
         try:
-            for letter in letters:
-                await self._send(transport, letter)
+            return sum([await self._send(transport, letter) for letter in letters])
         finally:
             await transport.close()
 
-    async def _send(self, transport: Transport, letter: Letter) -> None:
-        link = self.link(letter.address, letter.queued) if letter.kind == "confirm" else self._archive()
+    async def _send(self, transport: Transport, letter: Letter) -> bool:
+        link = (confirm_link(self.publication, self.keys, letter.address, letter.queued) if letter.kind == "confirm"
+                else self._archive())  # fmt: skip
         message = self.notices.compose(letter.kind, Recipient(letter.address, letter.name), link, letter.message_id)
         if not letter.message_id:
             self.outbox.remember_id(letter, message.message_id)
@@ -86,6 +95,8 @@ class Mailer:
             await transport.close()
         else:
             self.outbox.handed(letter, time.time())
+            return True
+        return False
 
     def _archive(self) -> str:
         return f"{self.publication.site_url}/" if self.publication.site_url else self.publication.website_url

@@ -106,7 +106,7 @@ class Site:
         self.pages = Pages(workspace)
         self.hooks = Hooks(workspace)  # a webhook setting that cannot work is said at start
         self.signups = SignUps(self)
-        self.mailer = Mailer(workspace, self.signups.outbox, self.signups.wake, self.signups.confirm_link)
+        self.mailer = Mailer(workspace, self.signups.outbox, self.signups.wake)
         self.unsubscribed = PlainTextResponse(f"Unsubscribed from {publication.name}.", headers=SECURITY_HEADERS)
         self.routes = {  # each route's handler and the methods it answers: any other path is a 404, method a 405
             "archive": (self.archive, READ),

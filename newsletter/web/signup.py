@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from ..audience.outbox import Outbox
 from ..audience.subscribers import Consent, SignUp, SubscriberStore, store_path
-from ..audience.tokens import confirm_token, read_confirm_token, unsubscribe_token
+from ..audience.tokens import read_confirm_token, unsubscribe_token
 from ..base.addresses import mailbox_key, split_mailbox
 from ..delivery.groupcommit import GroupCommit
 from .http import UNSUBSCRIBE_FORM, masked, origin_of, patiently, read_body
@@ -188,10 +188,6 @@ class SignUps:
                 self.outbox.queue(mailbox_key(email), "welcome", time.time())
                 self.wake.set()
         return changed
-
-    def confirm_link(self, email: str, queued: float) -> str:
-        token = confirm_token(self.keys, self.publication.list_id, email, queued)
-        return f"{self.publication.site_url}/confirm/{token}"
 
 
 def _client(request: Request) -> str:
