@@ -84,8 +84,11 @@ def test_send_without_recipients_goes_to_confirmed_subscribers_as_at_the_start(l
 
 
 def test_export_without_recipients_writes_the_confirmed_subscribers_and_keeps_no_copy(listed: Path, cli) -> None:
+    cli("subscribe", "gone@example.org", "--confirmed")
+    cli("suppress", "gone@example.org")
     result = cli("export", SAMPLE_EDITION, "--out", "dry")
     assert result.code == 0, result.err
+    assert "subscribers:4: unsubscribed (in the suppression list), skipped" in result.err, "no private path shown"
     manifest = list(csv.DictReader((listed / "dry" / "manifest.csv").open(encoding="utf-8")))
     assert [row["recipient"] for row in manifest] == ["ann@example.org", "bo@example.org"]
     assert not list((listed / ".newsletter" / "snapshots").glob("*.csv")), "the export's snapshot is gone"

@@ -22,6 +22,7 @@ from ..base.errors import ContentError, DataError
 from ..base.files import data_errors, not_utf8, open_bytes
 from ..base.headers import check_header_value
 from ..base.model import Recipient
+from ..base.workspace import SNAPSHOTS_DIR
 
 UTF8_BOM = b"\xef\xbb\xbf"
 READ_CHUNK = 1 << 20
@@ -59,6 +60,8 @@ class RecipientFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # rows of a snapshot of the subscriber store are named by the list they stand for, not a private file
+        self.label = "subscribers" if path.parent.name == SNAPSHOTS_DIR else str(path)
         with self._open() as handle:
             reader, position = self._reader(handle, Position(0, 0))
             header = next(_rows(reader, path), None)
@@ -127,7 +130,7 @@ class RecipientFile:
 
     def problem(self, line: int, text: str) -> str:
         """A problem found later (a duplicate, a suppressed address), in the same form as a row's own."""
-        return f"{self.path}:{line}: {text}"
+        return f"{self.label}:{line}: {text}"
 
     def _open(self) -> BinaryIO:
         """The file, opened for bytes; one it cannot open is bad data (EX_DATAERR), like a malformed one."""

@@ -29,6 +29,7 @@ BUILD_DIR = "build"
 PRIVATE_DIR = ".newsletter"  # subscriber data: journals and stores, owner-only
 SUPPRESSIONS_FILE = "suppressions.sqlite"
 JOURNALS_DIR = "journal"  # one send journal per edition
+SNAPSHOTS_DIR = "snapshots"  # the subscriber list of each send made without --recipients
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,17 @@ from pathlib import Path
 
 from ..audience.subscribers import store_path, write_snapshot
 from ..base.errors import ContentError
-from ..base.workspace import Workspace
+from ..base.workspace import SNAPSHOTS_DIR, Workspace
 from ..base.writer import atomic_write
 from .journal import journal_path
 from .journal.erase import set_recipients_print
 
-SNAPSHOTS = "snapshots"
 NO_LIST = ("no --recipients and no confirmed subscribers: pass --recipients FILE.csv, or bring your list in with "
            "`newsletter subscribers import FILE.csv --source TEXT`")  # fmt: skip
 
 
 def snapshot_path(workspace: Workspace, name: str) -> Path:
-    return workspace.private / SNAPSHOTS / f"{name}.csv"
+    return workspace.private / SNAPSHOTS_DIR / f"{name}.csv"
 
 
 def subscriber_list(workspace: Workspace, edition_name: str) -> Path:
@@ -61,7 +60,7 @@ def forget_in_snapshots(workspace: Workspace, email: str) -> list[Path]:
     """Blank every row naming `email` in the snapshots (spaces of the same length: a resumed send's byte offsets
     and line numbers stay right, and a blank row is no recipient); the journals that started from a changed
     snapshot are told its new fingerprint, so they still resume. Returns the snapshots changed."""
-    folder = workspace.private / SNAPSHOTS
+    folder = workspace.private / SNAPSHOTS_DIR
     changed = []
     for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
         if _blank_rows(path, email.lower().encode()):
