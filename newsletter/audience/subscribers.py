@@ -155,10 +155,10 @@ class SubscriberStore(Store):
         queued = []
         with self.transaction():
             for request in requests:
-                subscriber = self._record(request.address, request.name, request.consent, False, {}, request.at,
-                                          request.rejoining)  # fmt: skip
+                status = self._record(request.address, request.name, request.consent, False, {}, request.at,
+                                      request.rejoining)  # fmt: skip
                 key = mailbox_key(request.address)
-                mail = request.may_mail and subscriber.status == "pending" and self._may_mail(key, request.at)
+                mail = request.may_mail and status == "pending" and self._may_mail(key, request.at)
                 if mail:
                     self._db.execute("INSERT INTO outbox (key, kind, created, due) VALUES (?, 'confirm', ?, ?)",
                                      (key, request.at, request.at))  # fmt: skip
@@ -172,20 +172,21 @@ class SubscriberStore(Store):
         return recent == 0 and today < MAILS_A_DAY
 
     def _record(self, email: str, name: str, consent: Consent, confirmed: bool, fields: dict[str, str],
-                now: float, rejoining: bool = False) -> Subscriber:  # fmt: skip
-        """Insert or update a subscriber, inside the caller's transaction."""
+                now: float, rejoining: bool = False) -> str:  # fmt: skip
+        """Insert or update a subscriber, inside the caller's transaction; returns their status now."""
         status = "confirmed" if confirmed else "pending"
-        existing = self.get(email)
-        if existing is None:
-            self._insert(email, name, fields, status, consent, now)
-        elif existing.status == "unsubscribed" or rejoining or (confirmed and existing.status == "pending"):
+        if self._insert(email, name, fields, status, consent, now):
+            return status
+        current = self._db.execute("SELECT status FROM subscribers WHERE key = ?", (mailbox_key(email),)).fetchone()[0]
+        if current == "unsubscribed" or rejoining or (confirmed and current == "pending"):
             self._db.execute(
                 "UPDATE subscribers SET status = ?, confirmed = ?, changed = ?, source = ?, page = ?, consent = ?, "
                 "signup_ip = ?, signup_agent = ? WHERE key = ?",
                 (status, now if confirmed else None, now, consent.source, consent.page, consent.text, consent.ip,
                  consent.agent, mailbox_key(email)),
             )  # fmt: skip
-        return self.get(email)
+            return status
+        return current
 
     def _insert(self, email: str, name: str, fields: dict[str, str], status: str, consent: Consent,
                 now: float) -> bool:  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
 import urllib.parse
@@ -109,18 +110,22 @@ class SignUps:
             "No email after a few minutes? Look in your spam folder."], back=back, signup=False)  # fmt: skip
 
     async def _sign_up(self, request: Request, email: str, name: str) -> None:
-        suppressed = await patiently(asyncio.to_thread, self.site.store.suppressed, email)
         consent = Consent("form", _page(request), self.publication.consent_text, _client(request),
                           request.headers.get("user-agent", "")[:300])  # fmt: skip
-        rejoining = suppressed is not None and suppressed.reason == "unsubscribe"
-        sign_up = SignUp(email, name, consent, may_mail=suppressed is None or rejoining, rejoining=rejoining,
-                         at=time.time())  # fmt: skip
-        if await patiently(self.writer.submit, sign_up):
+        if await patiently(self.writer.submit, SignUp(email, name, consent, at=time.time())):
             self.wake.set()
         log.info("sign-up %s", masked(email))
 
     def _write(self, requests: list[SignUp]) -> list[bool]:
-        return self.store.sign_up(requests)
+        """A group of sign-ups in one transaction, each first asked of the suppression store (one query): no
+        mail to a suppressed address, but one who unsubscribed may come back by confirming again."""
+        stopped = self.site.store.reasons_for([mailbox_key(r.address) for r in requests])
+        checked = []
+        for sign_up in requests:
+            reason = stopped.get(mailbox_key(sign_up.address))
+            rejoining = reason == "unsubscribe"
+            checked.append(dataclasses.replace(sign_up, may_mail=reason is None or rejoining, rejoining=rejoining))
+        return self.store.sign_up(checked)
 
     def _allowed(self, request: Request) -> bool:
         """At most IP_SIGNUPS sign-ups a minute from one address (kept in memory: a restart forgets)."""
