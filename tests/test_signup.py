@@ -314,3 +314,23 @@ def _answers(base: str) -> bool:
         return request(base, "GET", "/subscribe")[0] == 200
     except OSError:
         return False
+
+
+def test_a_welcome_follows_the_confirmation_when_asked_for(project: Path, site: int, smtp_server, smtp_env,
+                                                           monkeypatch, web_server) -> None:  # fmt: skip
+    from conftest import configure
+
+    configure(project, welcome="true")
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    base = web_server()
+    assert sign_up(base, "welcomed@example.org", "Wel")[0] == 200
+    _, link = confirmation(server, "welcomed@example.org")
+    assert request(base, "POST", urllib.parse.urlsplit(link).path)[0] == 200
+    wait_until(lambda: len(mails_to(server, "welcomed@example.org")) == 2, "the welcome mail")
+    welcome = mails_to(server, "welcomed@example.org")[1]
+    assert str(welcome["Subject"]) == "Welcome to Seattle Neuro Blog" and welcome["Message-ID"]
+    assert "you are subscribed" in welcome.get_body(("plain",)).get_content()
+    assert request(base, "POST", urllib.parse.urlsplit(link).path)[0] == 200
+    time.sleep(1)
+    assert len(mails_to(server, "welcomed@example.org")) == 2, "a second confirmation changes nothing"

@@ -62,6 +62,9 @@ class SignUps:
         self.recent: dict[str, collections.deque] = {}
         self.wake = asyncio.Event()
         self.answers: dict[str, str] = {}
+        if 'name="email"' not in site.pages.page("", form=self.form(), signup=False):
+            log.warning("templates/page.html shows no sign-up fields (a copy of the theme from before they came): "
+                        "copy page.html again from `newsletter init --theme` run in an empty folder")  # fmt: skip
 
     def close(self) -> None:
         self.store.close()
