@@ -109,6 +109,7 @@ def test_export_writes_one_message_per_valid_recipient(project: Path, cli) -> No
         assert message["To"].addresses[0].addr_spec == ascii_address(row["recipient"])  # IDNA domain in headers
     text, _ = parts(parse_message((project / "out" / manifest[0]["file"]).read_bytes()))
     assert "Hi Alice," in text and "alice@example.org" in text
+    assert (project / ".newsletter").stat().st_mode & 0o777 == 0o700, "where exports are recorded: owner-only"
 
 
 def test_export_says_when_it_uses_the_development_key(project: Path, cli, monkeypatch) -> None:

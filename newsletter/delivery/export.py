@@ -17,7 +17,7 @@ from ..audience.exclusions import Exclusions
 from ..audience.recipients import RecipientFile, SeenKeys, checked_rows
 from ..base.model import Recipient
 from ..base.workspace import Workspace
-from ..base.writer import atomic_file, atomic_write, make_folder, safe_join, spreadsheet_row
+from ..base.writer import atomic_file, atomic_write, make_folder, private_folder, safe_join, spreadsheet_row
 from ..edition.compose import MessageFactory
 from ..edition.pipeline import message_factory
 from .files import EXPORT_FILE, FileTransport
@@ -80,6 +80,7 @@ def _remember(workspace: Workspace, out: Path) -> None:
     registry = workspace.private / EXPORTS
     folders = exported_folders(workspace)
     if out.resolve() not in folders:
+        private_folder(workspace.private)  # 0700, like every folder of subscriber data
         atomic_write(registry, "".join(f"{folder}\n" for folder in [*folders, out.resolve()]), private=True)
 
 
