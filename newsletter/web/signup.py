@@ -85,8 +85,8 @@ class SignUps:
         body = await read_body(request)
         if body is None:
             return self.site.refusal(413, "Request too large", "The request was larger than a sign-up needs.")
-        fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
-        value = lambda name: " ".join(fields.get(name, [""])[0].split())[:200]  # noqa: E731
+        fields = form_fields(body)
+        value = lambda name: " ".join(fields.get(name, "").split())[:200]  # noqa: E731
         _, email, problem = split_mailbox(value("email"))
         if problem:
             return self.site.refusal(400, "That is not an email address", "Go back and check the address.")
@@ -196,6 +196,21 @@ class SignUps:
                 self.outbox.queue(mailbox_key(email), "welcome", time.time())
                 self.wake.set()
         return changed
+
+
+FORM_FIELDS = frozenset({"email", "name", TRAP, "next"})
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """The sign-up form's fields of an urlencoded body, the first of each name; the others are not decoded
+    (urllib's parse_qs decodes every pair and was a fifth of a sign-up's time)."""
+    fields: dict[str, str] = {}
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        key = name.decode("latin-1")
+        if key in FORM_FIELDS and key not in fields:
+            fields[key] = urllib.parse.unquote_plus(value.decode("utf-8", "replace"), errors="replace")
+    return fields
 
 
 def _client(request: Request) -> str:
