@@ -53,12 +53,21 @@ end
 # sign-ups: each a new address from its own client address (serve runs with --proxy, so X-Forwarded-For is the
 # client, as behind nginx), so the per-address and per-IP limits never refuse one
 SIGNUP_SCRIPT = """
-local n = 0
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+local n, id = 0, 0
+init = function(args)
+  id = wrk.thread:get("id")
+end
 request = function()
   n = n + 1
-  local client = string.format("10.%d.%d.%d", math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+  local client = string.format("%d.%d.%d.%d", 10 + id, math.floor(n / 65536) % 256, math.floor(n / 256) % 256,
+                               n % 256)
   local headers = {["Content-Type"] = "application/x-www-form-urlencoded", ["X-Forwarded-For"] = client}
-  return wrk.format("POST", "/subscribe", headers, "email=s" .. n .. "%40example.org&name=Reader")
+  return wrk.format("POST", "/subscribe", headers, "email=s" .. id .. "-" .. n .. "%40example.org&name=Reader")
 end
 """
 
@@ -112,9 +121,10 @@ def one_click_burst(work: Path, port: int, clients: int, seconds: int) -> dict[s
     return figures
 
 
-def wrk_burst(work: Path, port: int, clients: int, seconds: int, script: str) -> dict[str, float]:
+def wrk_burst(work: Path, port: int, clients: int, seconds: int, script: str, threads: int = 1) -> dict[str, float]:
     """wrk's figures for one burst of a script's requests: median and p99 ms, requests, non-2xx answers."""
-    command = [WRK, "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script, f"http://127.0.0.1:{port}"]
+    command = [WRK, f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", script,
+               f"http://127.0.0.1:{port}"]  # fmt: skip
     out = subprocess.run(command, cwd=work, capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out)[1])
     failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -227,7 +237,7 @@ def signup_rounds(work: Path, port: int, args: argparse.Namespace) -> None:
           "0 lost)")  # fmt: skip
     for number in range(1, args.rounds + 1):
         with serving(work, port, "--proxy"):
-            burst = wrk_burst(work, port, args.clients, args.seconds, "signup.lua")
+            burst = wrk_burst(work, port, args.clients, args.seconds, "signup.lua", threads=2)
             answered = burst["requests"] - burst["failed"]
             in_store = stored(subscribers(work), "subscribers")
         medians.append(burst["median"])

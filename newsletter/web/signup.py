@@ -42,6 +42,7 @@ from .http import UNSUBSCRIBE_FORM, masked, origin_of, patiently, read_body
 log = logging.getLogger("newsletter.serve")
 CONFIRM_DELAY = 120.0  # seconds after the mail was handed over in which a GET only shows a button
 IP_SIGNUPS = 5  # sign-ups a minute from one IP address
+IP_TABLE = 100_000  # client addresses remembered at most (the oldest go first)
 TRAP = "website"  # the honeypot field: hidden from people, filled by bots
 SIGNUP_INPUTS = (
     {"name": "email", "label": "Email address", "type": "email", "autocomplete": "email", "required": True},
@@ -59,7 +60,7 @@ class SignUps:
         self.store = SubscriberStore(store_path(site.workspace.root), wait=0)
         self.outbox = Outbox(self.store)
         self.writer = GroupCommit(self._write)
-        self.recent: dict[str, collections.deque] = {}
+        self.recent: collections.OrderedDict[str, collections.deque] = collections.OrderedDict()
         self.wake = asyncio.Event()
         self.answers: dict[str, str] = {}
         if 'name="email"' not in site.pages.page("", form=self.form(), signup=False):
@@ -131,17 +132,23 @@ class SignUps:
         return self.store.sign_up(checked)
 
     def _allowed(self, request: Request) -> bool:
-        """At most IP_SIGNUPS sign-ups a minute from one address (kept in memory: a restart forgets)."""
+        """At most IP_SIGNUPS sign-ups a minute from one address (kept in memory: a restart forgets). The table
+        is kept in order of last use, so the addresses quiet for a minute are dropped from its front, a few at a
+        time: a flood from many addresses costs each request O(1), never a pass over the table."""
         now, client = time.monotonic(), _client(request)
-        times = self.recent.setdefault(client, collections.deque())
+        times = self.recent.pop(client, None) or collections.deque()
+        self.recent[client] = times  # to the end: the most recently seen
         while times and now - times[0] > 60:
             times.popleft()
-        if len(times) >= IP_SIGNUPS:
-            return False
-        times.append(now)
-        if len(self.recent) > 10_000:  # forget the quiet ones, so the table stays small
-            self.recent = {ip: t for ip, t in self.recent.items() if t and now - t[-1] <= 60}
-        return True
+        allowed = len(times) < IP_SIGNUPS
+        if allowed:
+            times.append(now)
+        while self.recent:
+            oldest = next(iter(self.recent.values()))
+            if (oldest and now - oldest[-1] <= 60) and len(self.recent) <= IP_TABLE:
+                break
+            self.recent.popitem(last=False)
+        return allowed
 
     def _back(self, url: str) -> str:
         """`next`, when it leads to the publisher's own site; else nothing."""
