@@ -60,7 +60,6 @@ from .tokens import message_label, read_unsubscribe_token, read_verp_tag, requir
 
 ACTED_ON = ("bounce", "soft-bounce", "refused", "complaint")  # what a report may do to an address, given evidence
 KINDS = ("bounce", "soft-bounce", "refused", "complaint", "unsubscribe", "auto-reply", "other")
-_KIND_OF_POLICY = {"hard": "bounce", "soft": "soft-bounce", "sender": "refused", "none": "other"}
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|abwesenheit|vacation)", re.I)
 
 
@@ -214,7 +213,7 @@ class BounceReader:
         action, status = fields.get("action", ""), fields.get("status", "")
         diagnostic = fields.get("diagnostic-code", "") or status
         why = reasons.reason(diagnostic, status, action)
-        kind = _KIND_OF_POLICY[reasons.policy(why, reasons.permanent(status, diagnostic, action or "failed"))]
+        kind = reasons.kind(why, reasons.permanent(status, diagnostic, action or "failed"))
         evidence, edition = self._evidence(message, verp, address)
         return claimed, Verdict(kind if address else "other", address, edition,
                                 f"{why}: {diagnostic}" if diagnostic else why, evidence, why,
@@ -252,7 +251,7 @@ class BounceReader:
         why = reasons.reason(text)
         is_permanent = reasons.permanent("", text, "failed" if permanent_ones or not temporary else "delayed")
         evidence, edition = self._evidence(message, verp, address)
-        return Verdict(_KIND_OF_POLICY[reasons.policy(why, is_permanent)], address, edition,
+        return Verdict(reasons.kind(why, is_permanent), address, edition,
                        f"{why}: non-standard bounce ({str(message.get('Subject', ''))[:60]})", evidence, why,
                        _reported_at(message))  # fmt: skip
 

@@ -35,13 +35,7 @@ UNSUBSCRIBE = "unsubscribe"  # a provider telling of a recipient's unsubscribe r
 def kind_of(event: Event) -> str:
     """What the event does to its address, in `bounces`' kinds: bounce, soft-bounce, refused, complaint,
     unsubscribe, or other (not a failure)."""
-    if event.reason == UNSUBSCRIBE:
-        return "unsubscribe"
-    if event.reason == "feedback":
-        return "complaint"
-    return {"hard": "bounce", "soft": "soft-bounce", "sender": "refused"}.get(
-        reasons.policy(event.reason, event.permanent), "other"
-    )
+    return "unsubscribe" if event.reason == UNSUBSCRIBE else reasons.kind(event.reason, event.permanent)
 
 
 def failure(provider: str, event_id: str, address: str, detail: str, status: str = "", fallback: str = "undefined",

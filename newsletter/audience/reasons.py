@@ -361,3 +361,12 @@ def policy(name: str, is_permanent: bool) -> str:
     if name == "feedback":
         return "hard"
     return "hard" if name in HARD and is_permanent else "soft"
+
+
+_KINDS = {"hard": "bounce", "soft": "soft-bounce", "sender": "refused", "none": "other"}
+
+
+def kind(name: str, is_permanent: bool) -> str:
+    """What a failure does to its address, in the words of `bounces`: `bounce` (suppressed), `soft-bounce`
+    (counted), `refused` (the sender's problem, counted per domain) or `other`; a complaint is a `complaint`."""
+    return "complaint" if name == "feedback" else _KINDS[policy(name, is_permanent)]
