@@ -42,13 +42,22 @@ def failure(provider: str, event_id: str, address: str, detail: str, status: str
             permanent: bool | None = None, **more) -> Event:  # fmt: skip
     """An event for one failed delivery: the reason from the provider's words and status first (as for a DSN),
     its own classification (`fallback`) when those say nothing known; permanent as the status says, else as
-    the provider says."""
+    the provider says. A provider's verdict that is no delivery failure (a complaint, an unsubscribe: its
+    suppression list speaking) stands as it is."""
+    if fallback in (UNSUBSCRIBE, "feedback"):
+        return Event(provider, event_id, address, fallback, True, " ".join(detail.split())[:500], **more)
     why = reasons.reason(detail, status)
     if why == "undefined":
         why = fallback
     if permanent is None or reasons.status_of(status, detail):
         permanent = reasons.permanent(status, detail, "failed" if permanent in (None, True) else "delayed")
     return Event(provider, event_id, address, why, permanent, " ".join(detail.split())[:500], **more)
+
+
+def mapping(record: dict, name: str) -> dict:
+    """A JSON object inside a provider's payload, or {} when it is missing or something else."""
+    value = record.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 def iso_time(stamp: object) -> float:

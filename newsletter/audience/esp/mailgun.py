@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from ..events import UNSUBSCRIBE, Event, HookRefused, check_fresh, failure, seconds
+from ..events import UNSUBSCRIBE, Event, HookRefused, check_fresh, failure, mapping, seconds
 from .settings import HookSettings
 
 # Mailgun's `reason` of a failure -> the reason when the delivery status says nothing known
@@ -39,18 +39,17 @@ def mailgun_events(payload: dict) -> list[Event]:
     event_id, address = str(data.get("id", "")), str(data.get("recipient", ""))
     if not event_id or not address:
         raise HookRefused("Mailgun event without id or recipient", 400)
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
+    headers = mapping(mapping(data, "message"), "headers")
     more = {"message_id": _bracketed(str(headers.get("message-id", ""))), "at": seconds(data.get("timestamp"))}
     if data["event"] == "complained":
         return [Event("mailgun", event_id, address, "feedback", True, "spam complaint through Mailgun", **more)]
-    status = data.get("delivery-status") if isinstance(data.get("delivery-status"), dict) else {}
+    status = mapping(data, "delivery-status")
     detail = " ".join(str(status.get(name) or "") for name in ("code", "message", "description")).strip()
-    fallback = REASONS.get(str(data.get("reason", "")), "undefined")
-    if fallback in (UNSUBSCRIBE, "feedback"):
-        return [Event("mailgun", event_id, address, fallback, True, f"{detail} (Mailgun suppression)", **more)]
-    return [failure("mailgun", event_id, address, detail, str(status.get("enhanced-code") or ""), fallback,
-                    data.get("severity") == "permanent", **more)]  # fmt: skip
+    reason = str(data.get("reason", ""))
+    if reason.startswith("suppress-"):
+        detail = f"{detail} (Mailgun suppression)"
+    return [failure("mailgun", event_id, address, detail, str(status.get("enhanced-code") or ""),
+                    REASONS.get(reason, "undefined"), data.get("severity") == "permanent", **more)]  # fmt: skip
 
 
 def _bracketed(message_id: str) -> str:

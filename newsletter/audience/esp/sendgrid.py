@@ -61,8 +61,6 @@ def _event(item: dict) -> Event | None:
         return Event("sendgrid", event_id, address, "feedback", True, "spam report through SendGrid", **more)
     if kind == "dropped":
         why = DROPPED.get(detail.strip().lower())
-        if why in (UNSUBSCRIBE, "feedback"):
-            return Event("sendgrid", event_id, address, why, True, f"dropped by SendGrid: {detail}", **more)
         return failure("sendgrid", event_id, address, f"dropped by SendGrid: {detail}", "", why or "undefined",
                        why is not None, **more)  # fmt: skip
     blocked = item.get("type") == "blocked"

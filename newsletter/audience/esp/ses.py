@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
-from ..events import Event, HookRefused, failure, iso_time
+from ..events import Event, HookRefused, failure, iso_time, mapping
 from .settings import HookSettings
 
 SIGNED_FIELDS = {
@@ -124,17 +124,14 @@ def notice_events(notice: dict, event_id: str, verified: bool) -> list[Event]:
     """One event per bounced or complaining recipient of an SES notice (notification or event publishing
     format); an id of `event_id#N` each."""
     kind = notice.get("notificationType") or notice.get("eventType")
-    mail = notice.get("mail") if isinstance(notice.get("mail"), dict) else {}
-    more = {"message_id": _message_id(mail), "verified": verified}
-    if kind == "Bounce" and isinstance(notice.get("bounce"), dict):
-        bounce = notice["bounce"]
+    more = {"message_id": _message_id(mapping(notice, "mail")), "verified": verified}
+    if kind == "Bounce" and (bounce := mapping(notice, "bounce")):
         fallback = SUBTYPES.get((bounce.get("bounceType"), bounce.get("bounceSubType")), "undefined")
         at = iso_time(bounce.get("timestamp"))
         return [failure("ses", f"{event_id}#{n}", str(r.get("emailAddress", "")), str(r.get("diagnosticCode", "")),
                         str(r.get("status", "")), fallback, bounce.get("bounceType") == "Permanent", at=at, **more)
                 for n, r in enumerate(_listed(bounce, "bouncedRecipients"))]  # fmt: skip
-    if kind == "Complaint" and isinstance(notice.get("complaint"), dict):
-        complaint = notice["complaint"]
+    if kind == "Complaint" and (complaint := mapping(notice, "complaint")):
         detail = f"{complaint.get('complaintFeedbackType') or 'abuse'} complaint through Amazon SES"
         return [Event("ses", f"{event_id}#{n}", str(r.get("emailAddress", "")), "feedback", True, detail,
                       at=iso_time(complaint.get("timestamp")), **more)
@@ -153,8 +150,8 @@ def mailed_notice(text: str) -> tuple[dict, str] | None:
         return mailed_notice(notice["Message"])
     if not isinstance(notice, dict) or not (notice.get("notificationType") or notice.get("eventType")):
         return None
-    detail = notice.get("bounce") or notice.get("complaint") or {}
-    return notice, str(detail.get("feedbackId", "") if isinstance(detail, dict) else "")
+    detail = mapping(notice, "bounce") or mapping(notice, "complaint")
+    return notice, str(detail.get("feedbackId", ""))
 
 
 def _listed(record: dict, name: str) -> list[dict]:
@@ -168,5 +165,4 @@ def _message_id(mail: dict) -> str:
     for header in headers:
         if isinstance(header, dict) and str(header.get("name", "")).lower() == "message-id":
             return str(header.get("value", ""))
-    common = mail.get("commonHeaders")
-    return str(common.get("messageId", "")) if isinstance(common, dict) else ""
+    return str(mapping(mail, "commonHeaders").get("messageId", ""))
