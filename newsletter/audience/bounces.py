@@ -323,7 +323,13 @@ def _reported_at(message: Message) -> float:
 def judge(data: bytes, reader: BounceReader, summary: Summary) -> None:
     message = message_from_bytes(data, policy=policy.compat32)
     for verdict in reader.classify(message):
-        _take(dataclasses.replace(verdict, detail=printable(verdict.detail)), message, reader, summary)
+        _take(shown(verdict), message, reader, summary)
+
+
+def shown(verdict: Verdict) -> Verdict:
+    """The verdict as it may be stored and printed: its detail (the report's own words) without control
+    characters or terminal escapes."""
+    return dataclasses.replace(verdict, detail=printable(verdict.detail))
 
 
 def _take(verdict: Verdict, message: Message, reader: BounceReader, summary: Summary) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..base.addresses import mailbox_key, split_mailbox
-from ..base.database import Store
+from ..base.database import Store, erasing
 from ..base.errors import ContentError, JournalError
 from ..base.writer import atomic_file, private_folder
 
@@ -246,11 +246,9 @@ class SubscriberStore(Store):
 
     def remove(self, address: str) -> bool:
         """Delete a subscriber and their consent record, leaving no trace in the file (secure delete)."""
-        with self._errors():
-            self._db.execute("PRAGMA secure_delete = ON")
+        with self._errors(), erasing(self._db), self.transaction():
             cursor = self._db.execute("DELETE FROM subscribers WHERE key = ?", (mailbox_key(address),))
             self._db.execute("DELETE FROM outbox WHERE key = ?", (mailbox_key(address),))
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return cursor.rowcount == 1
 
     def field_names(self) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.addresses import mailbox_key, split_mailbox
-from ..base.database import Store, in_batches
+from ..base.database import Store, erasing, in_batches
 from ..base.errors import ContentError
 from ..base.workspace import PRIVATE_DIR, SUPPRESSIONS_FILE
 from .reasons import SENDER_SIDE_LIMIT
@@ -120,9 +120,7 @@ class SuppressionStore(Store):
     def forget(self, key: str, mark: str) -> None:
         """Erasure: every trace of the mailbox `key` replaced by `mark` (its keyed hash), which stays suppressed,
         so the person is never mailed again while no row names them; the old rows are overwritten on disk."""
-        with self._errors():
-            self._db.execute("PRAGMA secure_delete = ON")
-        with self.transaction():
+        with self._errors(), erasing(self._db), self.transaction():
             was = self._db.execute("SELECT reason, edition FROM suppressions WHERE key = ?", (key,)).fetchone()
             self._db.execute("DELETE FROM suppressions WHERE key = ?", (key,))
             self._db.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, 'erasure request', '', ?, ?)",
@@ -130,8 +128,6 @@ class SuppressionStore(Store):
             self._db.execute("UPDATE soft_bounces SET key = ? WHERE key = ?", (mark, key))
             self._db.execute("UPDATE unverified SET address = ?, detail = replace(lower(detail), ?, ?) "
                              "WHERE lower(address) = ?", (mark, key, mark, key))  # fmt: skip
-        with self._errors():
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def reasons_for(self, keys: list[str]) -> dict[str, str]:
         """The suppression reason of each of these mailbox keys that is suppressed."""

@@ -70,6 +70,15 @@ def transaction(db: sqlite3.Connection, path: Path, doing: str, hint: str = "",
         db.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def erasing(db: sqlite3.Connection) -> Iterator[None]:
+    """Rows deleted or changed in the block leave no copy in the file: SQLite overwrites the freed bytes
+    (secure_delete) and the write-ahead log is emptied into the database afterwards (erasure on request)."""
+    db.execute("PRAGMA secure_delete = ON")
+    yield
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 class StoreBusy(JournalError):
     """Another process holds a store's write lock; only a store opened with `wait=0` says so at once (try again)."""
 

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 
 from ...base.workspace import Workspace
-from ..bounces import BounceReader, SentMail
+from ..bounces import BounceReader, SentMail, shown
 from ..events import Event, HookRefused
-from ..reports import printable
 
 
 def record_events(workspace: Workspace, sent: SentMail, events: list[Event], token: str = "") -> Counter:
@@ -27,7 +25,7 @@ def record_events(workspace: Workspace, sent: SentMail, events: list[Event], tok
                     continue
                 verdict = reader.event_verdict(event)
                 counts[verdict.kind] += 1
-                counts["suppressed"] += reader.act(dataclasses.replace(verdict, detail=printable(verdict.detail)))
+                counts["suppressed"] += reader.act(shown(verdict))
     finally:
         reader.close()
     return counts

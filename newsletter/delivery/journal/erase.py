@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...base.database import open_private, transaction
+from ...base.database import erasing, open_private, transaction
 from .reader import JOURNAL_HINT, sqlite_errors
 
 
@@ -17,18 +17,16 @@ def forget_in_journal(path: Path, key: str, email: str, mark: str) -> bool:
         db = open_private(path, timeout=30)
     try:
         with sqlite_errors(path, "erase from"):
-            db.execute("PRAGMA secure_delete = ON")
             legacy = "key" not in {row[1] for row in db.execute("PRAGMA table_info(recipients)")}
         where, keyed = ("lower(email) = ?", "") if legacy else ("key = ?", "key = :mark, ")
-        with transaction(db, path, "cannot erase from the send journal", JOURNAL_HINT):
+        erasure = transaction(db, path, "cannot erase from the send journal", JOURNAL_HINT)
+        with sqlite_errors(path, "erase from"), erasing(db), erasure:
             changed = db.execute(
                 f"UPDATE recipients SET email = :mark, {keyed}name = '', fields = '{{}}', "
                 "reply = replace(replace(reply, :email, :mark), :key, :mark), "
                 f"state = CASE state WHEN 'pending' THEN 'skipped' ELSE state END WHERE {where.replace('?', ':key')}",
                 {"mark": mark, "email": email, "key": key},
             ).rowcount
-        with sqlite_errors(path, "erase from"):
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return changed > 0
     finally:
         db.close()
