@@ -249,15 +249,16 @@ class Checked(NamedTuple):
 
 
 def checked_rows(source: RecipientFile, seen: SeenKeys, suppressed_among, since: Position | None = None,
-                 batch: int = 500) -> Iterator[Checked]:  # fmt: skip
+                 batch: int = 500, kept: str = "sent once") -> Iterator[Checked]:  # fmt: skip
     """Each row with its problem, in file order, checking suppression `batch` rows at a time through
-    `suppressed_among(keys) -> the set of those suppressed` (a store is asked, not loaded)."""
+    `suppressed_among(keys) -> the set of those suppressed` (a store is asked, not loaded). `kept` says what
+    becomes of an address met twice."""
     waiting: list[Row] = []
     for row in source.rows(since):
         earlier = None if row.problem else seen.first_line(row.key, row.line)
         if row.problem or earlier is not None:
             yield from _suppression_checked(source, waiting, suppressed_among)
-            problem = row.problem or source.problem(row.line, duplicate_problem(earlier, row.recipient.email))
+            problem = row.problem or source.problem(row.line, duplicate_problem(earlier, row.recipient.email, kept))
             yield Checked(row, problem)
             continue
         waiting.append(row)

@@ -119,8 +119,11 @@ _INSERT = (
 )
 
 
-def _json(fields: dict[str, str]) -> str:
-    return json.dumps(fields, ensure_ascii=False) if fields else "{}"
+def _row(email: str, name: str, fields: dict[str, str], status: str, consent: Consent, now: float) -> tuple:
+    """The values of `_INSERT` for a new subscriber."""
+    return (mailbox_key(email), email, name, json.dumps(fields, ensure_ascii=False) if fields else "{}", status,
+            now, now if status == "confirmed" else None, now, consent.source, consent.page, consent.text,
+            consent.ip, consent.agent)  # fmt: skip
 
 
 def _checked(address: str) -> str:
@@ -200,21 +203,15 @@ class SubscriberStore(Store):
 
     def _insert(self, email: str, name: str, fields: dict[str, str], status: str, consent: Consent,
                 now: float) -> bool:  # fmt: skip
-        cursor = self._db.execute(_INSERT, (mailbox_key(email), email, name, _json(fields), status, now,
-                                            now if status == "confirmed" else None, now, consent.source,
-                                            consent.page, consent.text, consent.ip, consent.agent))  # fmt: skip
-        return cursor.rowcount == 1
+        return self._db.execute(_INSERT, _row(email, name, fields, status, consent, now)).rowcount == 1
 
     def add_many(self, rows: list[tuple[str, str, dict[str, str]]], consent: Consent, confirmed: bool) -> int:
         """Add (address, name, fields) rows in one transaction; returns how many were new (an address already
         in the store is left as it is)."""
         now, status = time.time(), "confirmed" if confirmed else "pending"
-        values = [(mailbox_key(email), email, name, _json(fields), status, now, now if confirmed else None, now,
-                   consent.source, consent.page, consent.text, consent.ip, consent.agent)
-                  for email, name, fields in rows]  # fmt: skip
         with self.transaction():
             before = self._db.total_changes
-            self._db.executemany(_INSERT, values)
+            self._db.executemany(_INSERT, [_row(*row, status, consent, now) for row in rows])
             return self._db.total_changes - before
 
     def confirm(self, address: str, consent: Consent, now: float | None = None) -> bool:
@@ -316,7 +313,7 @@ def import_subscribers(store: Path, recipients_csv: Path, consent: Consent, conf
     """Move an existing list in: every good row of a recipients CSV becomes a subscriber (confirmed when the
     consent was obtained elsewhere, as `consent.text` says; else pending). Bad rows and duplicates are reported
     by line and left out; the good rows are kept."""
-    from .recipients import RecipientFile, SeenKeys, duplicate_problem
+    from .recipients import RecipientFile, SeenKeys, checked_rows
 
     source = RecipientFile(recipients_csv)
     source.survey()  # not UTF-8: refused before anything is written
@@ -324,15 +321,13 @@ def import_subscribers(store: Path, recipients_csv: Path, consent: Consent, conf
     try:
         with SubscriberStore(store) as subscribers:
             batch: list[tuple[str, str, dict[str, str]]] = []
-            for row in source.rows():
-                earlier = seen.first_line(row.key, row.line) if row.recipient else None
-                twice = duplicate_problem(earlier, row.recipient.email, "kept once") if earlier else ""
-                problem = row.problem or (source.problem(row.line, twice) if twice else None)
-                if problem:
+            for checked in checked_rows(source, seen, lambda keys: set(), kept="kept once"):
+                if checked.problem:
                     result.left_out += 1
-                    on_problem(problem)
+                    on_problem(checked.problem)
                     continue
-                batch.append((row.recipient.email, row.recipient.name, dict(row.recipient.fields)))
+                recipient = checked.row.recipient
+                batch.append((recipient.email, recipient.name, dict(recipient.fields)))
                 if len(batch) == IMPORT_BATCH:
                     _add(subscribers, batch, consent, confirmed, result)
             _add(subscribers, batch, consent, confirmed, result)
