@@ -139,3 +139,14 @@ def test_subscribe_by_hand_mails_the_confirmation_unless_confirmed(project: Path
     assert "already pending; no confirmation mail now" in again.out and len(server.handler.received) == 1
     assert cli("subscribe", "eve@example.org", "--confirmed").out.strip() == "eve@example.org: confirmed"
     assert len(server.handler.received) == 1
+
+
+def test_a_send_from_the_list_resumes_after_a_forget_and_skips_the_forgotten(listed: Path, cli, smtp_server,
+                                                                             smtp_env) -> None:  # fmt: skip
+    server = smtp_server()
+    smtp_env(server.env("none"))
+    assert cli("send", SAMPLE_EDITION, "--yes", "--limit", "1").code == 75
+    assert cli("forget", "bo@example.org").code == 0
+    resumed = cli("send", SAMPLE_EDITION, "--yes")
+    assert resumed.code == 0, resumed.err
+    assert sorted(received(server)) == ["ann@example.org"], "the snapshot's changed row was not refused, nor sent"

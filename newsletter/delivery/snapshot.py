@@ -9,10 +9,10 @@ after the start waits for the next edition, while an unsubscribe is honoured at 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..audience.recipients import RecipientFile
 from ..audience.subscribers import store_path, write_snapshot
 from ..base.errors import ContentError
 from ..base.workspace import SNAPSHOTS_DIR, Workspace
@@ -37,6 +37,11 @@ def subscriber_list(workspace: Workspace, edition_name: str) -> Path:
             raise ContentError("this send was not started from the subscriber list (or its snapshot is gone): "
                                "run it with the --recipients it started with", path)  # fmt: skip
         return path
+    return _snapshot(workspace, path)
+
+
+def _snapshot(workspace: Workspace, path: Path) -> Path:
+    """The confirmed subscribers written to `path`; a clear error when there are none."""
     if not store_path(workspace.root).is_file() or write_snapshot(store_path(workspace.root), path) == 0:
         path.unlink(missing_ok=True)
         raise ContentError(NO_LIST)
@@ -46,10 +51,7 @@ def subscriber_list(workspace: Workspace, edition_name: str) -> Path:
 @contextlib.contextmanager
 def exported_list(workspace: Workspace, edition_name: str) -> Iterator[Path]:
     """The subscriber list for an export (a dry run keeps no journal): a snapshot that is gone afterwards."""
-    path = snapshot_path(workspace, f".export-{edition_name}")
-    if not store_path(workspace.root).is_file() or write_snapshot(store_path(workspace.root), path) == 0:
-        path.unlink(missing_ok=True)
-        raise ContentError(NO_LIST)
+    path = _snapshot(workspace, snapshot_path(workspace, f".export-{edition_name}"))
     try:
         yield path
     finally:
@@ -67,7 +69,7 @@ def forget_in_snapshots(workspace: Workspace, email: str) -> list[Path]:
             changed.append(path)
             journal = journal_path(workspace.root, path.stem)
             if journal.is_file():
-                set_recipients_print(journal, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+                set_recipients_print(journal, str(path), RecipientFile(path).survey().sha256)  # what a resume compares
     return changed
 
 
