@@ -334,3 +334,26 @@ def test_a_welcome_follows_the_confirmation_when_asked_for(project: Path, site: 
     assert request(base, "POST", urllib.parse.urlsplit(link).path)[0] == 200
     time.sleep(1)
     assert len(mails_to(server, "welcomed@example.org")) == 2, "a second confirmation changes nothing"
+
+
+def test_a_confirmation_while_the_suppression_store_is_busy_still_lifts_the_unsubscribe(project: Path, signups):
+    """Someone who unsubscribed signs up again and confirms while another process writes to the suppression
+    store: the confirmation waits its turn, and the earlier unsubscribe is lifted all the same."""
+    import sqlite3
+
+    base, server = signups
+    with SuppressionStore(store_path(project).with_name("suppressions.sqlite")) as store:
+        store.add("back@example.org", "unsubscribe", "test")
+    assert sign_up(base, "back@example.org")[0] == 200
+    _, link = confirmation(server, "back@example.org")
+    busy = sqlite3.connect(
+        store_path(project).with_name("suppressions.sqlite"), isolation_level=None, check_same_thread=False
+    )
+    busy.execute("BEGIN IMMEDIATE")  # another writer holds the lock...
+    threading.Timer(0.5, busy.execute, ("COMMIT",)).start()  # ...for half a second
+    status, _, page = request(base, "POST", urllib.parse.urlsplit(link).path)
+    busy.close()
+    assert status == 200 and b"You are subscribed" in page
+    assert subscriber(project, "back@example.org").status == "confirmed"
+    with SuppressionStore(store_path(project).with_name("suppressions.sqlite")) as store:
+        assert store.suppressed("back@example.org") is None, "the unsubscribe is lifted"

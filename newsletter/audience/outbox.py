@@ -5,6 +5,7 @@ empties the outbox: so a sign-up made while the SMTP server is down is mailed wh
 just before a `kill -9` is mailed after the restart. A mail is marked `sending` while it is handed over; one
 still marked so at a restart was interrupted and goes again (with the same Message-ID). Temporary failures are
 retried with a doubling delay (RETRY_FIRST up to RETRY_MOST) for RETRY_FOR; a permanent refusal ends it.
+Every change is a transaction of its own, so a store busy with another process's write says StoreBusy.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Outbox:
 
     def restart(self) -> int:
         """After a restart: mails that were being handed over go again; returns how many."""
-        with self._errors():
+        with self._store.transaction():
             return self._db.execute("UPDATE outbox SET state = 'waiting' WHERE state = 'sending'").rowcount
 
     def due(self, now: float, limit: int = 20) -> list[Letter]:
@@ -63,23 +64,23 @@ class Outbox:
 
     def remember_id(self, letter: Letter, message_id: str) -> None:
         """Keep a mail's Message-ID before it is first handed over, so a retry says the same."""
-        with self._errors():
+        with self._store.transaction():
             self._db.execute("UPDATE outbox SET message_id = ? WHERE id = ?", (message_id, letter.id))
 
     def handed(self, letter: Letter, now: float) -> None:
-        with self._errors():
+        with self._store.transaction():
             self._db.execute("UPDATE outbox SET state = 'handed', handed = ? WHERE id = ?", (now, letter.id))
 
     def retry(self, letter: Letter, error: str, now: float) -> None:
         """A temporary failure: again after a doubling delay, or given up after RETRY_FOR."""
         delay = min(RETRY_FIRST * 2**letter.attempts, RETRY_MOST)
         state = "failed" if now + delay - letter.queued > RETRY_FOR else "waiting"
-        with self._errors():
+        with self._store.transaction():
             self._db.execute("UPDATE outbox SET state = ?, attempts = attempts + 1, due = ?, error = ? WHERE id = ?",
                              (state, now + delay, error[:500], letter.id))  # fmt: skip
 
     def failed(self, letter: Letter, error: str) -> None:
-        with self._errors():
+        with self._store.transaction():
             self._db.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, error = ? WHERE id = ?",
                              (error[:500], letter.id))  # fmt: skip
 
@@ -92,6 +93,6 @@ class Outbox:
 
     def queue(self, address_key: str, kind: str, now: float) -> None:
         """Queue a mail of another kind (a welcome), to go at once."""
-        with self._errors():
+        with self._store.transaction():
             self._db.execute("INSERT INTO outbox (key, kind, created, due) VALUES (?, ?, ?, ?)",
                              (address_key, kind, now, now))  # fmt: skip

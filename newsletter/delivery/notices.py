@@ -2,9 +2,10 @@
 
 Each has its own template, HTML and text (`confirm.*`, `welcome.*`, overridable in templates/ like the theme),
 carries the publication's footer (disclaimer, copyright, postal address) and passes the built-in checks an
-edition passes where they apply: both parts carry the footer, the HTML has a language and no unsafe markup,
-every link is absolute, no text line is over 78 characters. A template that fails them stops `serve` at start,
-not a reader's sign-up. Each mail has a Message-ID of its own and no List-Unsubscribe: it is not list mail.
+edition passes where they apply: both parts carry the footer, the HTML passes `verify.markup_problems` (a
+language, no unsafe markup, absolute links), no text line is over 78 characters. A template that fails them
+stops `serve` at start, not a reader's sign-up. Each mail has a Message-ID of its own and no List-Unsubscribe:
+it is not list mail.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..base.model import Publication, Recipient
 from ..base.workspace import Workspace
 from ..edition.compose import ComposedMessage
 from ..edition.render import template_environment
-from ..edition.verify import footer_problems, html_facts, normalise, text_line_problems
+from ..edition.verify import footer_problems, html_facts, markup_problems, normalise, text_line_problems
 
 SUBJECTS = {"confirm": "Confirm your subscription to {name}", "welcome": "Welcome to {name}"}
 
@@ -86,8 +87,4 @@ def notice_problems(html: str, text: str, publication: Publication) -> list[str]
     """The built-in checks that apply to a mail that is not an edition."""
     facts = html_facts(html)
     visible = normalise(" ".join(facts.visible_text))
-    problems = footer_problems(visible, normalise(text), publication)
-    problems += [f"unsafe HTML: {what}" for what in facts.unsafe]
-    problems += [f"link that is not an absolute http(s)/mailto URL: {what}" for what in facts.not_absolute]
-    problems += [] if facts.has_lang else ["HTML part has no lang attribute on <html>"]
-    return problems + text_line_problems(text)
+    return footer_problems(visible, normalise(text), publication) + markup_problems(facts) + text_line_problems(text)

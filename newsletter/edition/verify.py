@@ -130,14 +130,19 @@ def check_rendered(rendered: RenderedEdition) -> list[str]:
     for src in facts.images_without_alt:
         source = image_origin(rendered.edition, src)
         problems.append((f"{source}: " if source else "") + f"image without alt text: {src}")
-    problems += [f"unsafe HTML: {what}" for what in facts.unsafe]
+    return problems + markup_problems(facts) + text_line_problems(rendered.text)
+
+
+def markup_problems(facts: HtmlFacts) -> list[str]:
+    """What any mail's HTML must not have, whatever it says: unsafe markup, links and images that lead
+    nowhere in an email, no language, layout tables without a role."""
+    problems = [f"unsafe HTML: {what}" for what in facts.unsafe]
     problems += [f"link or image that is not an absolute http(s)/mailto URL (it leads nowhere in an email): {what}"
                  for what in facts.not_absolute]  # fmt: skip
     if not facts.has_lang:
         problems.append("HTML part has no lang attribute on <html>")
     if facts.tables_without_role:
         problems.append(f'{facts.tables_without_role} table(s) without a role (use role="presentation" for layout)')
-    problems += text_line_problems(rendered.text)
     return problems
 
 

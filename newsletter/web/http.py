@@ -5,6 +5,7 @@ logs."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import urllib.parse
 
 from starlette.requests import Request
@@ -50,13 +51,14 @@ STILL_SUPPRESSED = {"bounce": "bounced", "complaint": "was reported as spam", "m
 
 
 async def patiently(call, *args):
-    """`await call(*args)`, again and again while the store is busy, yielding to the loop between tries, for
-    up to STORE_WAIT seconds; then StoreBusy (a 503) for the caller."""
+    """`call(*args)` (awaited when it gives an awaitable), again and again while a store is busy, yielding to the
+    loop between tries, for up to STORE_WAIT seconds; then StoreBusy (a 503) for the caller."""
     loop = asyncio.get_running_loop()
     deadline, pause = loop.time() + STORE_WAIT, 0.005
     while True:
         try:
-            return await call(*args)
+            result = call(*args)
+            return await result if inspect.isawaitable(result) else result
         except StoreBusy:
             if loop.time() + pause > deadline:
                 raise

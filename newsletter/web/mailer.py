@@ -17,6 +17,7 @@ from ..base.model import Publication, Recipient
 from ..base.workspace import Workspace
 from ..delivery.notices import Notices
 from ..delivery.transport import Transport, transport_for
+from .http import patiently
 
 log = logging.getLogger("newsletter.serve")
 POLL = 5.0  # seconds between looks at the outbox when nothing wakes the task (retries come due)
@@ -47,7 +48,6 @@ class Mailer:
 
     def start(self) -> None:
         if self.connect is not None:
-            self.outbox.restart()
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -56,6 +56,7 @@ class Mailer:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def _run(self) -> None:
+        await patiently(self.outbox.restart)  # mails a kill interrupted mid-handover go again
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), POLL)
@@ -67,7 +68,7 @@ class Mailer:
 
     async def send_due(self) -> int:
         """Hand every mail that is due to the transport, once; returns how many the relay took."""
-        letters = self.outbox.due(time.time())
+        letters = await patiently(self.outbox.due, time.time())
         if not letters:
             return 0
         transport: Transport = self.connect()
@@ -81,20 +82,20 @@ class Mailer:
                 else self._archive())  # fmt: skip
         message = self.notices.compose(letter.kind, Recipient(letter.address, letter.name), link, letter.message_id)
         if not letter.message_id:
-            self.outbox.remember_id(letter, message.message_id)
+            await patiently(self.outbox.remember_id, letter, message.message_id)
         try:
             if not transport.is_open:
                 await transport.open()
             await transport.send(message)
         except PermanentFailure as error:
-            self.outbox.failed(letter, str(error))
+            await patiently(self.outbox.failed, letter, str(error))
             log.warning("a %s mail was refused for good: %s", letter.kind, error.message)
         except (DeliveryError, SetupFailed, OSError) as error:
-            self.outbox.retry(letter, str(error), time.time())
+            await patiently(self.outbox.retry, letter, str(error), time.time())
             log.warning("a %s mail waits to be retried: %s", letter.kind, error)
             await transport.close()
         else:
-            self.outbox.handed(letter, time.time())
+            await patiently(self.outbox.handed, letter, time.time())
             return True
         return False
 

@@ -114,8 +114,7 @@ class SignUps:
             "No email after a few minutes? Look in your spam folder."], back=back, signup=False)  # fmt: skip
 
     async def _sign_up(self, request: Request, email: str, name: str) -> None:
-        consent = Consent("form", _page(request), self.publication.consent_text, _client(request),
-                          request.headers.get("user-agent", "")[:300])  # fmt: skip
+        consent = Consent("form", _page(request), self.publication.consent_text, _client(request), _agent(request))
         if await patiently(self.writer.submit, SignUp(email, name, consent, at=time.time())):
             self.wake.set()
         log.info("sign-up %s", masked(email))
@@ -183,9 +182,12 @@ class SignUps:
         subscriber = self.store.get(email)
         if subscriber is None:
             return self.site.refusal(400, "This link is no longer valid", "Sign up again to get a new one.")
-        consent = Consent(ip=_client(request), agent=request.headers.get("user-agent", "")[:300])
-        changed = await patiently(self._confirm_now, email, consent)
-        if changed:
+        changed = await patiently(self.store.confirm, email, Consent(ip=_client(request), agent=_agent(request)))
+        if changed:  # the reader coming back lifts an earlier unsubscribe; a welcome follows, when asked for
+            await patiently(asyncio.to_thread, self.site.store.remove, email, ("unsubscribe",))
+            if self.publication.welcome == "true":
+                await patiently(self.outbox.queue, mailbox_key(email), "welcome", time.time())
+                self.wake.set()
             log.info("confirmed %s", masked(email))
         token = unsubscribe_token(self.keys, self.publication.list_id, email)
         undo = {"action": f"../unsubscribe/{token}", "button": "Undo: unsubscribe me", "fields": UNSUBSCRIBE_FORM}
@@ -193,16 +195,6 @@ class SignUps:
         return self.site.html(self.site.pages.page(said, [
             f"{masked(email)} will get {self.publication.name}, starting with the next edition.",
             "Did not mean to? Undo it here, or with the unsubscribe link in any email."], form=undo))  # fmt: skip
-
-    async def _confirm_now(self, email: str, consent: Consent) -> bool:
-        """Confirm, lift an earlier unsubscribe (this is the reader coming back), queue the welcome."""
-        changed = self.store.confirm(email, consent)
-        if changed:
-            await asyncio.to_thread(self.site.store.remove, email, ("unsubscribe",))
-            if self.publication.welcome == "true":
-                self.outbox.queue(mailbox_key(email), "welcome", time.time())
-                self.wake.set()
-        return changed
 
 
 FORM_FIELDS = frozenset({"email", "name", TRAP, "next"})
@@ -222,6 +214,10 @@ def form_fields(body: bytes) -> dict[str, str]:
 
 def _client(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def _agent(request: Request) -> str:
+    return request.headers.get("user-agent", "")[:300]
 
 
 def _page(request: Request) -> str:
