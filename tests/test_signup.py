@@ -357,3 +357,12 @@ def test_a_confirmation_while_the_suppression_store_is_busy_still_lifts_the_unsu
     assert subscriber(project, "back@example.org").status == "confirmed"
     with SuppressionStore(store_path(project).with_name("suppressions.sqlite")) as store:
         assert store.suppressed("back@example.org") is None, "the unsubscribe is lifted"
+
+
+def test_a_confirmation_to_an_international_domain_names_it_in_its_idna_form(project: Path, signups) -> None:
+    base, server = signups
+    assert sign_up(base, "zoe@exämple.org", "Zoë")[0] == 200
+    wait_until(lambda: server.handler.received, "the confirmation mail")
+    (mail,) = [message_from_bytes(r.data, policy=policy.default) for r in server.handler.received]
+    assert mail["To"].addresses[0].addr_spec == "zoe@xn--exmple-cua.org"
+    assert mail["To"].addresses[0].display_name == "Zoë"

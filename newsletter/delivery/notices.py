@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from ..base.addresses import parse_mailbox
+from ..base.addresses import ascii_address, parse_mailbox
 from ..base.dkim import DKIMSigner
 from ..base.errors import CheckFailed
 from ..base.headers import check_header_value
@@ -78,9 +78,12 @@ class Notices:
 
 
 def _to(recipient: Recipient) -> str:
+    """The To header: the name encoded as the email package does it, the domain in its IDNA form (an encoded
+    word is no domain), as an edition's To has it."""
     from email.headerregistry import Address
 
-    return str(Address(recipient.name, addr_spec=recipient.email)) if recipient.name else recipient.email
+    email = ascii_address(recipient.email)
+    return str(Address(recipient.name, addr_spec=email)) if recipient.name else email
 
 
 def notice_problems(html: str, text: str, publication: Publication) -> list[str]:
