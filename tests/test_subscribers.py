@@ -150,3 +150,11 @@ def test_a_send_from_the_list_resumes_after_a_forget_and_skips_the_forgotten(lis
     resumed = cli("send", SAMPLE_EDITION, "--yes")
     assert resumed.code == 0, resumed.err
     assert sorted(received(server)) == ["ann@example.org"], "the snapshot's changed row was not refused, nor sent"
+
+
+@pytest.mark.parametrize("address", ["a@b.org\r\nBcc: victim@example.org", "=cmd|x@evil", "no-at-sign"])
+def test_subscribe_refuses_what_is_no_address_and_stores_nothing(project: Path, cli, monkeypatch, address) -> None:
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", SECRET)
+    result = cli("subscribe", address)
+    assert result.code == 1 and "invalid address" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not store_path(project).exists() or "0 shown" in cli("subscribers").err

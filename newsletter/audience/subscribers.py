@@ -168,9 +168,9 @@ class SubscriberStore(Store):
         queued = []
         with self.transaction():
             for request in requests:
-                status = self._record(request.address, request.name, request.consent, False, {}, request.at,
-                                      request.rejoining)  # fmt: skip
-                key = mailbox_key(request.address)
+                email = _checked(request.address)
+                status = self._record(email, request.name, request.consent, False, {}, request.at, request.rejoining)
+                key = mailbox_key(email)
                 mail = request.may_mail and status == "pending" and self._may_mail(key, request.at)
                 if mail:
                     self._db.execute("INSERT INTO outbox (key, kind, created, due) VALUES (?, 'confirm', ?, ?)",

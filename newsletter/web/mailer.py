@@ -36,18 +36,20 @@ class Mailer:
         self.outbox, self.wake = outbox, wake or asyncio.Event()
         self.notices = Notices(workspace)
         self.notices.check(f"{self.publication.site_url}/confirm/sample")  # a broken template stops serve now
-        self.connect = None
+        self.connect, self.why_not = None, ""  # why not: what keeps mails from going out
         try:
             if not self.publication.site_url:
                 raise ConfigError("[publication] site_url is not set: a confirmation link needs it")
             self.connect, _ = transport_for(workspace.settings, self.notices.sender)
         except ConfigError as error:
-            log.warning("sign-ups are recorded, but their confirmation mails wait until this is fixed: %s",
-                        error.message)  # fmt: skip
+            self.why_not = error.message
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        if self.connect is not None:
+        if self.connect is None:
+            log.warning("sign-ups are recorded, but their confirmation mails wait until this is fixed: %s",
+                        self.why_not)  # fmt: skip
+        else:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
