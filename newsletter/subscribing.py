@@ -104,7 +104,7 @@ def _mail_now(workspace, subscribers: SubscriberStore) -> str:
     from .delivery.transport import run_deliveries
     from .web.mailer import Mailer
 
-    mailer = Mailer(workspace, Outbox(subscribers))
+    mailer = Mailer(workspace, Outbox(subscribers), command="subscribe")
     if mailer.connect is None:
         return " (its confirmation mail waits until `newsletter serve` runs with a transport set up)"
     handed = run_deliveries(mailer.send_due())

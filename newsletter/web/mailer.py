@@ -29,10 +29,11 @@ def confirm_link(publication: Publication, keys: list[bytes], email: str, queued
 
 
 class Mailer:
-    def __init__(self, workspace: Workspace, outbox: Outbox, wake: asyncio.Event | None = None) -> None:
+    def __init__(self, workspace: Workspace, outbox: Outbox, wake: asyncio.Event | None = None,
+                 command: str = "serve") -> None:  # fmt: skip
         """`wake` is set when a mail is queued (`serve`); the command line calls `send_due` once instead."""
         self.publication = workspace.publication
-        self.keys = required_keys(self.publication.unsubscribe_secret, "serve")
+        self.keys = required_keys(self.publication.unsubscribe_secret, command)
         self.outbox, self.wake = outbox, wake or asyncio.Event()
         self.notices = Notices(workspace)
         self.notices.check(f"{self.publication.site_url}/confirm/sample")  # a broken template stops serve now
