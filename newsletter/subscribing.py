@@ -11,6 +11,7 @@ import time
 
 from .audience.subscribers import Consent, SignUp, Subscriber, SubscriberStore, import_subscribers, store_path
 from .audience.suppressions import SuppressionStore
+from .audience.tokens import required_keys
 from .base.addresses import mailbox_key
 from .base.database import IN_BATCH
 from .base.writer import spreadsheet_row
@@ -79,6 +80,8 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     """A subscriber by hand: confirmed at once with --confirmed; else pending, and the confirmation mail goes
     now through the configured transport (or waits in the outbox for `serve` when none is set up)."""
     workspace = current_workspace()
+    if not args.confirmed:  # the confirmation link needs the key: say so before anything is written
+        required_keys(workspace.publication.unsubscribe_secret, "subscribe")
     consent = Consent("cli", text="added with `newsletter subscribe`")
     with SuppressionStore(workspace.suppressions) as stop:
         stopped = stop.suppressed(args.address)
